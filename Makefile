@@ -1,0 +1,40 @@
+# Two commands: `make demo` (train and evaluate on the generated demo data) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+export PATH := $(abspath $(BIN)):$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv demo test test-fast lint dry-run clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	@test -d data/demo || $(BIN)/artdet demo-data data/demo --config config.yaml
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1
+	@$(BIN)/python -m artdet.summary config.yaml
+
+test: venv
+	$(BIN)/python -m pytest -v -rs
+
+test-fast: venv
+	$(BIN)/python -m pytest -v -m "not slow"
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint --cores 1 -n
+
+dry-run: venv
+	$(BIN)/snakemake -n --cores $(CORES) --resources gpu=1
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,35 @@
+# artdet: from a folder of LabelImg-labelled photos to an evaluated, exported detector.
+#
+#   snakemake --cores all --resources gpu=1
+#
+# Each stage is a rule in rules/<stage>.smk that calls `artdet <stage>`; the
+# logic lives in src/artdet/<stage>.py.
+
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/export.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand("results/{model}/metrics.json", model=config["train_models"]),
+        expand("results/{model}/precision_recall.png", model=config["train_models"]),
+        expand("results/{model}/training_loss.png", model=config["train_models"]),

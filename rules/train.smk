@@ -1,0 +1,41 @@
+# Render the Model Garden experiment config, then train.
+
+
+rule pipeline_config:
+    input:
+        label_map=f"{DATA}/label_map.pbtxt",
+        train=f"{DATA}/train.record",
+        test=f"{DATA}/test.record",
+    output:
+        "results/{model}/pipeline.yaml",
+    log:
+        f"{LOGS}/{{model}}/pipeline_config.log",
+    conda:
+        "../envs/artdet.yaml"
+    params:
+        model=model_config,
+    shell:
+        "python -m artdet pipeline-config --model-json {params.model:q} --label-map {input.label_map} "
+        "--train {input.train} --test {input.test} {output} > {log} 2>&1"
+
+
+# Checkpoints and TensorBoard events live in results/{model}/train/, which is not
+# a declared output: Snakemake keeps it after a failure, so a rerun resumes.
+rule train:
+    input:
+        pipeline="results/{model}/pipeline.yaml",
+        train=f"{DATA}/train.record",
+        test=f"{DATA}/test.record",
+    output:
+        "results/{model}/train/train_summary.json",
+    log:
+        f"{LOGS}/{{model}}/train.log",
+    conda:
+        "../envs/artdet.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        model_dir=lambda wildcards, output: str(Path(output[0]).parent),
+    shell:
+        "python -m artdet train --pipeline {input.pipeline} --model-dir {params.model_dir} > {log} 2>&1"

@@ -1,0 +1,5 @@
+import sys
+
+from artdet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,210 @@
+"""The ``artdet`` command line: one subcommand per workflow stage.
+
+Every Snakemake rule calls one of these subcommands, so each stage can also be
+run by hand. Errors in the user's data or config end with a one-line message
+that names the file, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger("artdet")
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> None:
+    from artdet.demo_data import generate
+
+    count, seed = args.count, args.seed
+    if args.config:
+        demo = (yaml.safe_load(Path(args.config).read_text()) or {}).get("demo") or {}
+        count, seed = int(demo.get("count", count)), int(demo.get("seed", seed))
+    boxes = generate(args.out, count=count, seed=seed)
+    print(f"wrote {count} images with {boxes} boxes to {args.out}")
+
+
+def _cmd_resize(args: argparse.Namespace) -> None:
+    from artdet.resize import resize_dataset
+
+    resize_dataset(args.dataset, args.images, args.manifest, max_side=args.max_side, max_bytes=args.max_bytes)
+
+
+def _cmd_split(args: argparse.Namespace) -> None:
+    from artdet.dataset import read_manifest
+    from artdet.split import assign_splits, write_split
+
+    samples = read_manifest(args.manifest)
+    sides = assign_splits(samples, args.test_fraction, args.seed)
+    write_split(samples, sides, args.out)
+    test = sum(1 for side in sides.values() if side == "test")
+    log.info("split %d images: %d train, %d test", len(sides), len(sides) - test, test)
+
+
+def _cmd_csv(args: argparse.Namespace) -> None:
+    from artdet.dataset import read_manifest
+    from artdet.labels_csv import write_labels
+    from artdet.split import read_split
+
+    sides = {row["filename"]: row["split"] for row in read_split(args.split_csv)}
+    rows = write_labels(read_manifest(args.manifest), sides, args.split, args.out)
+    log.info("wrote %d %s boxes to %s", rows, args.split, args.out)
+
+
+def _cmd_label_map(args: argparse.Namespace) -> None:
+    from artdet.dataset import read_manifest
+    from artdet.label_map import build_classes, write_label_map
+
+    found = [obj["name"] for sample in read_manifest(args.manifest) for obj in sample.objects]
+    classes = build_classes(args.classes or None, found)
+    write_label_map(classes, args.out)
+    log.info("label map with %d classes: %s", len(classes), ", ".join(classes))
+
+
+def _cmd_tfrecord(args: argparse.Namespace) -> None:
+    from artdet.label_map import read_label_map
+    from artdet.tfrecord import write_records
+
+    class_ids = {name: ident for ident, name in read_label_map(args.label_map).items()}
+    count = write_records(args.labels_csv, args.split_csv, args.split, args.images, class_ids, args.out)
+    log.info("wrote %d %s examples to %s", count, args.split, args.out)
+
+
+def _cmd_pipeline_config(args: argparse.Namespace) -> None:
+    from artdet.label_map import read_label_map
+    from artdet.pipeline_config import write_pipeline
+
+    model = json.loads(args.model_json)
+    num_classes = len(read_label_map(args.label_map))
+    write_pipeline(model, num_classes, [str(Path(args.train).resolve())], [str(Path(args.test).resolve())], args.out)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from artdet.train import train
+
+    train(args.pipeline, args.model_dir, seed=args.seed)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from artdet.export import export
+
+    export(args.pipeline, args.model_dir, args.label_map, args.out)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from artdet.evaluate import evaluate
+
+    metrics = evaluate(args.model, args.test_record, args.metrics, args.pr_plot)
+    log.info("AP %.3f  AP50 %.3f  AP75 %.3f", metrics["AP"], metrics["AP50"], metrics["AP75"])
+
+
+def _cmd_plot_training(args: argparse.Namespace) -> None:
+    from artdet.curves import plot_training
+
+    plot_training(args.event_dir, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="artdet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="generate the demo dataset (JPEG + LabelImg XML)")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=int, default=360)
+    p.add_argument("--config", help="read count and seed from the 'demo:' section of this config.yaml")
+    p.set_defaults(func=_cmd_demo_data)
+
+    p = sub.add_parser("resize", help="resize images to the limits and rescale their boxes")
+    p.add_argument("dataset", help="folder of images and LabelImg XML, searched recursively")
+    p.add_argument("images", help="output folder for the resized images")
+    p.add_argument("manifest", help="output JSON listing every image and its boxes")
+    p.add_argument("--max-side", type=int, default=1280)
+    p.add_argument("--max-bytes", type=int, default=200_000)
+    p.set_defaults(func=_cmd_resize)
+
+    p = sub.add_parser("split", help="assign each image to train or test by content hash")
+    p.add_argument("manifest")
+    p.add_argument("out")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser("csv", help="write the tutorial's <split>_labels.csv")
+    p.add_argument("manifest")
+    p.add_argument("split_csv")
+    p.add_argument("split", choices=["train", "test"])
+    p.add_argument("out")
+    p.set_defaults(func=_cmd_csv)
+
+    p = sub.add_parser("label-map", help="generate label_map.pbtxt from the classes")
+    p.add_argument("manifest")
+    p.add_argument("out")
+    p.add_argument("--classes", nargs="*", default=None, help="class order (default: sorted names found)")
+    p.set_defaults(func=_cmd_label_map)
+
+    p = sub.add_parser("tfrecord", help="write a TFRecord of one split")
+    p.add_argument("labels_csv")
+    p.add_argument("split_csv")
+    p.add_argument("split", choices=["train", "test"])
+    p.add_argument("images")
+    p.add_argument("label_map")
+    p.add_argument("out")
+    p.set_defaults(func=_cmd_tfrecord)
+
+    p = sub.add_parser("pipeline-config", help="render the Model Garden experiment config")
+    p.add_argument("--model-json", required=True, help="one model entry of config.yaml, as JSON")
+    p.add_argument("--label-map", required=True)
+    p.add_argument("--train", required=True, help="training TFRecord")
+    p.add_argument("--test", required=True, help="test TFRecord")
+    p.add_argument("out")
+    p.set_defaults(func=_cmd_pipeline_config)
+
+    p = sub.add_parser("train", help="train with TF Model Garden")
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="export the latest checkpoint as a SavedModel")
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--label-map", required=True)
+    p.add_argument("out")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("evaluate", help="COCO metrics of an exported model on a TFRecord")
+    p.add_argument("model", help="exported SavedModel folder")
+    p.add_argument("test_record")
+    p.add_argument("--metrics", required=True, help="output metrics.json")
+    p.add_argument("--pr-plot", required=True, help="output precision-recall PNG")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("plot-training", help="plot losses and learning rate from TensorBoard events")
+    p.add_argument("event_dir")
+    p.add_argument("out")
+    p.set_defaults(func=_cmd_plot_training)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from artdet.dataset import DatasetError
+    from artdet.voc import AnnotationError
+
+    try:
+        args.func(args)
+    except (DatasetError, AnnotationError, ValueError, FileNotFoundError, yaml.YAMLError) as exc:
+        print(f"artdet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

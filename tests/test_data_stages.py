@@ -1,0 +1,202 @@
+"""Unit tests of the data stages: resize, split, CSV, label map, TFRecord."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from artdet.dataset import DatasetError, Sample, find_pairs, read_manifest
+from artdet.label_map import build_classes, format_label_map, read_label_map, write_label_map
+from artdet.labels_csv import CSV_COLUMNS, write_labels
+from artdet.resize import resize_dataset
+from artdet.split import assign_splits, write_split
+from artdet.voc import Annotation, Box, write_voc
+
+
+def _photo(path: Path, size: tuple[int, int], fmt: str = "JPEG", mode: str = "RGB") -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    image.save(path, format=fmt)
+
+
+def test_find_pairs_by_stem_in_nested_folders(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    _photo(tmp_path / "a.JPG", (20, 10))
+    _photo(tmp_path / "sub" / "b.png", (20, 10), fmt="PNG")
+    write_voc(Annotation("zzz.jpg", 20, 10, boxes=[]), tmp_path / "a.xml")
+    pairs = find_pairs(tmp_path)
+    assert [(p.name, x.name if x else None) for p, x in pairs] == [("a.JPG", "a.xml"), ("b.png", None)]
+
+
+def test_xml_without_image_is_an_error_naming_it(tmp_path: Path) -> None:
+    write_voc(Annotation("lost.jpg", 20, 10), tmp_path / "lost.xml")
+    with pytest.raises(DatasetError, match="lost.xml"):
+        find_pairs(tmp_path)
+
+
+def test_resize_scales_boxes_and_copies_small_jpegs(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "big.jpg", (800, 400))
+    write_voc(Annotation("big.jpg", 800, 400, boxes=[Box("a", 100, 50, 500, 250)]), src / "big.xml")
+    _photo(src / "small.jpg", (100, 60))
+    write_voc(Annotation("small.jpg", 100, 60, boxes=[Box("b", 10, 10, 90, 50)]), src / "small.xml")
+    _photo(src / "icon.png", (60, 60), fmt="PNG", mode="RGBA")
+    samples = resize_dataset(src, tmp_path / "out", tmp_path / "manifest.json", max_side=200, max_bytes=150_000)
+    by_name = {s.image: s for s in samples}
+    big = by_name["big.jpg"]
+    assert (big.width, big.height) == (200, 100)
+    assert Image.open(tmp_path / "out" / "big.jpg").size == (200, 100)
+    box = big.objects[0]
+    assert (box["xmin"], box["ymin"], box["xmax"], box["ymax"]) == (25.0, 12.5, 125.0, 62.5)
+    assert (tmp_path / "out" / "small.jpg").read_bytes() == (src / "small.jpg").read_bytes()
+    icon = by_name["icon.jpg"]
+    assert icon.objects == [] and Image.open(tmp_path / "out" / "icon.jpg").format == "JPEG"
+    assert read_manifest(tmp_path / "manifest.json") == samples
+
+
+def test_resize_meets_the_byte_budget(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "noisy.png", (600, 600), fmt="PNG")
+    resize_dataset(src, tmp_path / "out", tmp_path / "m.json", max_side=600, max_bytes=120_000)
+    assert (tmp_path / "out" / "noisy.jpg").stat().st_size <= 120_000
+
+
+def test_resize_clips_boxes_and_drops_empty_ones(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _photo(src / "a.jpg", (100, 100))
+    boxes = [Box("a", 90, 80, -5, 120), Box("b", 150, 10, 160, 20)]
+    write_voc(Annotation("a.jpg", 100, 100, boxes=boxes), src / "a.xml")
+    (sample,) = resize_dataset(src, tmp_path / "out", tmp_path / "m.json", max_side=100)
+    assert sample.objects == [
+        {"name": "a", "xmin": 0.0, "ymin": 80.0, "xmax": 90.0, "ymax": 100.0, "difficult": False, "truncated": False}
+    ]
+    assert "object 1 (b) has no area inside the image; dropped" in caplog.text
+
+
+def _samples(n: int, offset: int = 0) -> list[Sample]:
+    import hashlib
+
+    return [
+        Sample(image=f"img{i}.jpg", annotation=None, width=10, height=10,
+               sha1=hashlib.sha1(str(i).encode()).hexdigest())
+        for i in range(offset, offset + n)
+    ]
+
+
+def test_split_is_stable_when_images_are_added() -> None:
+    first = assign_splits(_samples(200), 0.2, seed=0)
+    more = assign_splits(_samples(200) + _samples(100, offset=200), 0.2, seed=0)
+    assert all(more[name] == side for name, side in first.items())
+    fraction = sum(side == "test" for side in more.values()) / len(more)
+    assert 0.12 < fraction < 0.28
+    reseeded = assign_splits(_samples(200), 0.2, seed=1)
+    assert reseeded != first
+
+
+def test_split_puts_at_least_one_image_on_each_side() -> None:
+    sides = assign_splits(_samples(3), 0.2, seed=0)
+    assert sorted(set(sides.values())) == ["test", "train"]
+
+
+def test_labels_csv_has_tutorial_columns(tmp_path: Path) -> None:
+    samples = _samples(2)
+    samples[0].objects = [{"name": "a", "xmin": 1.0, "ymin": 2.0, "xmax": 3.0, "ymax": 4.0}]
+    sides = {samples[0].image: "train", samples[1].image: "test"}
+    assert write_labels(samples, sides, "train", tmp_path / "train.csv") == 1
+    frame = pd.read_csv(tmp_path / "train.csv")
+    assert list(frame.columns[:8]) == CSV_COLUMNS
+    assert frame.iloc[0][CSV_COLUMNS].tolist() == ["img0.jpg", 10, 10, "a", 1.0, 2.0, 3.0, 4.0]
+    assert write_labels(samples, sides, "test", tmp_path / "test.csv") == 0
+
+
+def test_label_map_ids_from_one_in_stable_order(tmp_path: Path) -> None:
+    assert build_classes(None, ["b", "a", "b"]) == ["a", "b"]
+    assert build_classes(["b", "a"], ["a"]) == ["b", "a"]
+    with pytest.raises(ValueError, match=r"\['c'\] are used in the data but not listed"):
+        build_classes(["a"], ["a", "c"])
+    write_label_map(["Mona Lisa", "it's"], tmp_path / "map.pbtxt")
+    assert format_label_map(["x"]) == "item {\n  id: 1\n  name: 'x'\n}\n"
+    assert read_label_map(tmp_path / "map.pbtxt") == {1: "Mona Lisa", 2: "it's"}
+
+
+def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
+    from artdet.tfrecord import read_examples, write_records
+
+    images = tmp_path / "images"
+    images.mkdir()
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 100), (255, 0, 0)).save(buffer, format="JPEG")
+    for name in ("pos.jpg", "neg.jpg"):
+        (images / name).write_bytes(buffer.getvalue())
+    samples = [
+        Sample("pos.jpg", "pos.xml", 200, 100, [{"name": "b", "xmin": 20.0, "ymin": 10.0, "xmax": 120.0, "ymax": 90.0,
+                                                 "difficult": True}], sha1="ab" * 20),
+        Sample("neg.jpg", None, 200, 100, [], sha1="cd" * 20),
+    ]
+    sides = {"pos.jpg": "train", "neg.jpg": "train"}
+    write_split(samples, sides, tmp_path / "split.csv")
+    write_labels(samples, sides, "train", tmp_path / "train.csv")
+    count = write_records(tmp_path / "train.csv", tmp_path / "split.csv", "train", images, {"a": 1, "b": 2},
+                          tmp_path / "train.record")
+    assert count == 2
+    pos, neg = read_examples(tmp_path / "train.record")
+    assert pos["image/filename"] == b"pos.jpg" and pos["image/width"] == 200
+    np.testing.assert_allclose(pos["image/object/bbox/xmin"], [0.1])
+    np.testing.assert_allclose(pos["image/object/bbox/ymax"], [0.9])
+    assert pos["image/object/class/label"].tolist() == [2]
+    assert pos["image/object/class/text"].tolist() == [b"b"]
+    assert int(pos["image/source_id"]) > 0
+    assert neg["image/object/class/label"].size == 0
+
+    with pytest.raises(ValueError, match="pos.jpg: labels \\['b'\\] are not in the label map"):
+        write_records(tmp_path / "train.csv", tmp_path / "split.csv", "train", images, {"a": 1},
+                      tmp_path / "bad.record")
+
+
+def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
+    """Real LabelImg data: every image and box reaches the records."""
+    from conftest import SHARED
+
+    from artdet.label_map import build_classes
+    from artdet.split import read_split
+    from artdet.tfrecord import read_examples, write_records
+
+    source = SHARED / "datasets" / "raccoon"
+    if not source.is_dir():
+        pytest.fail(f"{source} is missing: the shared raccoon dataset is part of the test fixtures")
+    local = tmp_path / "raccoon"
+    shutil.copytree(source, local)
+    samples = resize_dataset(local, tmp_path / "out", tmp_path / "m.json", max_side=640, max_bytes=200_000)
+    sides = assign_splits(samples, 0.2, seed=0)
+    write_split(samples, sides, tmp_path / "split.csv")
+    classes = build_classes(None, [o["name"] for s in samples for o in s.objects])
+    ids = {name: i for i, name in enumerate(classes, 1)}
+    total = 0
+    for split in ("train", "test"):
+        write_labels(samples, sides, split, tmp_path / f"{split}.csv")
+        total += write_records(tmp_path / f"{split}.csv", tmp_path / "split.csv", split, tmp_path / "out", ids,
+                               tmp_path / f"{split}.record")
+    boxes = sum(len(ex["image/object/class/label"]) for s in ("train", "test")
+                for ex in read_examples(tmp_path / f"{s}.record"))
+    assert total == len(read_split(tmp_path / "split.csv")) == 200
+    assert boxes == 217
+
+
+def test_find_pairs_across_images_and_annotations_folders(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations").mkdir()
+    _photo(tmp_path / "images" / "r1.jpg", (20, 10))
+    _photo(tmp_path / "images" / "r2.jpg", (20, 10))
+    write_voc(Annotation("r1.jpg", 20, 10), tmp_path / "annotations" / "r1.xml")
+    pairs = find_pairs(tmp_path)
+    assert [(p.name, x.name if x else None) for p, x in pairs] == [("r1.jpg", "r1.xml"), ("r2.jpg", None)]

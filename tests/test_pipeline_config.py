@@ -1,0 +1,58 @@
+"""The rendered Model Garden config is complete, valid and reflects config.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from artdet.pipeline_config import dotted_to_nested, load_params, render, write_pipeline
+
+
+def _model(**extra):
+    return {"name": "m", "preset": "ssd_mobilenet", "input_size": 320, "train_steps": 700, "batch_size": 8, **extra}
+
+
+def test_ssd_mobilenet_preset_renders_the_cpu_recipe() -> None:
+    cfg = render(_model(), num_classes=4, train_records=["/d/train.record"], test_records=["/d/test.record"])
+    model = cfg["task"]["model"]
+    assert model["num_classes"] == 5
+    assert model["input_size"] == [320, 320, 3]
+    assert model["backbone"]["mobilenet"]["model_id"] == "MobileNetV2"
+    assert model["head"] == {**model["head"], "num_convs": 2, "num_filters": 64, "use_separable_conv": True}
+    assert cfg["task"]["train_data"]["input_path"] == "/d/train.record"
+    assert cfg["task"]["train_data"]["dtype"] == "float32"
+    assert cfg["trainer"]["train_steps"] == 700
+    assert cfg["trainer"]["optimizer_config"]["optimizer"]["type"] == "adam"
+    assert cfg["trainer"]["optimizer_config"]["learning_rate"]["cosine"]["decay_steps"] == 700
+    assert cfg["trainer"]["checkpoint_interval"] % cfg["trainer"]["steps_per_loop"] == 0
+
+
+def test_faster_rcnn_preset_has_no_mask_head() -> None:
+    cfg = render(_model(preset="faster_rcnn"), 2, ["t"], ["v"])
+    assert cfg["task"]["model"]["include_mask"] is False
+    assert cfg["task"]["model"]["num_classes"] == 3
+
+
+def test_overrides_by_dotted_key_and_bad_keys_are_named() -> None:
+    assert dotted_to_nested({"a.b.c": 1, "a.d": 2}) == {"a": {"b": {"c": 1}, "d": 2}}
+    cfg = render(_model(overrides={"task.model.head.num_convs": 3}), 1, ["t"], ["v"])
+    assert cfg["task"]["model"]["head"]["num_convs"] == 3
+    with pytest.raises(ValueError, match="no_such_field"):
+        render(_model(overrides={"task.model.head.no_such_field": 3}), 1, ["t"], ["v"])
+
+
+def test_input_size_must_suit_the_feature_pyramid() -> None:
+    with pytest.raises(ValueError, match="multiple of 2\\*\\*max_level = 64"):
+        render(_model(input_size=300), 1, ["t"], ["v"])
+
+
+def test_written_pipeline_loads_back(tmp_path: Path) -> None:
+    out = tmp_path / "m" / "pipeline.yaml"
+    write_pipeline(_model(preset="faster_rcnn", train_steps=12), 3, ["/t.record"], ["/v.record"], out)
+    assert yaml.safe_load(out.read_text())["artdet"]["experiment"] == "maskrcnn_mobilenet_coco"
+    params, experiment = load_params(out)
+    assert experiment == "maskrcnn_mobilenet_coco"
+    assert params.trainer.train_steps == 12
+    assert params.task.model.num_classes == 4
