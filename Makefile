@@ -30,6 +30,7 @@ test-fast: venv
 
 lint: venv
 	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint --cores 1 -n
 

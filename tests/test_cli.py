@@ -16,8 +16,21 @@ def test_stages_chain_by_hand(demo_dir: Path, tmp_path: Path) -> None:
     assert main(["resize", str(demo_dir), str(images), str(manifest), "--max-side", "200"]) == 0
     assert main(["split", str(manifest), str(tmp_path / "split.csv"), "--test-fraction", "0.3"]) == 0
     assert main(["csv", str(manifest), str(tmp_path / "split.csv"), "train", str(tmp_path / "train.csv")]) == 0
-    assert main(["label-map", str(manifest), str(tmp_path / "map.pbtxt"), "--classes",
-                 "portrait", "landscape", "abstract", "nocturne"]) == 0
+    assert (
+        main(
+            [
+                "label-map",
+                str(manifest),
+                str(tmp_path / "map.pbtxt"),
+                "--classes",
+                "portrait",
+                "landscape",
+                "abstract",
+                "nocturne",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "map.pbtxt").read_text().startswith("item {\n  id: 1\n  name: 'portrait'")
     entries = json.loads(manifest.read_text())
     assert len(entries) == 40 and all(max(e["width"], e["height"]) == 200 for e in entries)

@@ -37,7 +37,7 @@ def test_find_pairs_by_stem_in_nested_folders(tmp_path: Path) -> None:
 
 def test_xml_without_image_is_an_error_naming_it(tmp_path: Path) -> None:
     write_voc(Annotation("lost.jpg", 20, 10), tmp_path / "lost.xml")
-    with pytest.raises(DatasetError, match="lost.xml"):
+    with pytest.raises(DatasetError, match=r"lost\.xml"):
         find_pairs(tmp_path)
 
 
@@ -87,8 +87,9 @@ def _samples(n: int, offset: int = 0) -> list[Sample]:
     import hashlib
 
     return [
-        Sample(image=f"img{i}.jpg", annotation=None, width=10, height=10,
-               sha1=hashlib.sha1(str(i).encode()).hexdigest())
+        Sample(
+            image=f"img{i}.jpg", annotation=None, width=10, height=10, sha1=hashlib.sha1(str(i).encode()).hexdigest()
+        )
         for i in range(offset, offset + n)
     ]
 
@@ -139,15 +140,22 @@ def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
     for name in ("pos.jpg", "neg.jpg"):
         (images / name).write_bytes(buffer.getvalue())
     samples = [
-        Sample("pos.jpg", "pos.xml", 200, 100, [{"name": "b", "xmin": 20.0, "ymin": 10.0, "xmax": 120.0, "ymax": 90.0,
-                                                 "difficult": True}], sha1="ab" * 20),
+        Sample(
+            "pos.jpg",
+            "pos.xml",
+            200,
+            100,
+            [{"name": "b", "xmin": 20.0, "ymin": 10.0, "xmax": 120.0, "ymax": 90.0, "difficult": True}],
+            sha1="ab" * 20,
+        ),
         Sample("neg.jpg", None, 200, 100, [], sha1="cd" * 20),
     ]
     sides = {"pos.jpg": "train", "neg.jpg": "train"}
     write_split(samples, sides, tmp_path / "split.csv")
     write_labels(samples, sides, "train", tmp_path / "train.csv")
-    count = write_records(tmp_path / "train.csv", tmp_path / "split.csv", "train", images, {"a": 1, "b": 2},
-                          tmp_path / "train.record")
+    count = write_records(
+        tmp_path / "train.csv", tmp_path / "split.csv", "train", images, {"a": 1, "b": 2}, tmp_path / "train.record"
+    )
     assert count == 2
     pos, neg = read_examples(tmp_path / "train.record")
     assert pos["image/filename"] == b"pos.jpg" and pos["image/width"] == 200
@@ -158,9 +166,10 @@ def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
     assert int(pos["image/source_id"]) > 0
     assert neg["image/object/class/label"].size == 0
 
-    with pytest.raises(ValueError, match="pos.jpg: labels \\['b'\\] are not in the label map"):
-        write_records(tmp_path / "train.csv", tmp_path / "split.csv", "train", images, {"a": 1},
-                      tmp_path / "bad.record")
+    with pytest.raises(ValueError, match=r"pos\.jpg: labels \['b'\] are not in the label map"):
+        write_records(
+            tmp_path / "train.csv", tmp_path / "split.csv", "train", images, {"a": 1}, tmp_path / "bad.record"
+        )
 
 
 def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
@@ -184,10 +193,17 @@ def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
     total = 0
     for split in ("train", "test"):
         write_labels(samples, sides, split, tmp_path / f"{split}.csv")
-        total += write_records(tmp_path / f"{split}.csv", tmp_path / "split.csv", split, tmp_path / "out", ids,
-                               tmp_path / f"{split}.record")
-    boxes = sum(len(ex["image/object/class/label"]) for s in ("train", "test")
-                for ex in read_examples(tmp_path / f"{s}.record"))
+        total += write_records(
+            tmp_path / f"{split}.csv",
+            tmp_path / "split.csv",
+            split,
+            tmp_path / "out",
+            ids,
+            tmp_path / f"{split}.record",
+        )
+    boxes = sum(
+        len(ex["image/object/class/label"]) for s in ("train", "test") for ex in read_examples(tmp_path / f"{s}.record")
+    )
     assert total == len(read_split(tmp_path / "split.csv")) == 200
     assert boxes == 217
 

@@ -42,8 +42,9 @@ def test_missing_boxes_lower_recall_in_proportion() -> None:
 
 
 def test_wrong_class_and_shifted_boxes_do_not_count() -> None:
-    shifted = [{**p, "box": (p["box"][0] + 40, p["box"][1] + 40, p["box"][2] + 40, p["box"][3] + 40)}
-               for p in _perfect()]
+    shifted = [
+        {**p, "box": (p["box"][0] + 40, p["box"][1] + 40, p["box"][2] + 40, p["box"][3] + 40)} for p in _perfect()
+    ]
     swapped = [{**p, "class_id": 3 - p["class_id"]} for p in _perfect()]
     for predictions in (shifted, swapped):
         metrics, _ = coco_metrics(_ground_truth(), predictions, CLASSES)

@@ -38,8 +38,22 @@ TINY_CONFIG = {
 
 
 def snakemake(workdir: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--resources", "gpu=1", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+        *args,
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -52,7 +66,7 @@ def planned_jobs(workdir: Path, env: dict) -> dict[str, int]:
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
         return {}
-    table = text[text.index("Job stats:"):text.index("total")]
+    table = text[text.index("Job stats:") : text.index("total")]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
@@ -75,7 +89,10 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
 
     results = workflow_run / "results"
     assert read_label_map(results / "data" / "label_map.pbtxt") == {
-        1: "abstract", 2: "landscape", 3: "nocturne", 4: "portrait"
+        1: "abstract",
+        2: "landscape",
+        3: "nocturne",
+        4: "portrait",
     }
     split = read_split(results / "data" / "split.csv")
     assert len(split) == 32
@@ -123,7 +140,12 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
     config["models"]["tiny"]["train_steps"] = 30
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(work, venv_env) == {
-        "pipeline_config": 1, "train": 1, "export": 1, "evaluate": 1, "plot_training": 1, "all": 1
+        "pipeline_config": 1,
+        "train": 1,
+        "export": 1,
+        "evaluate": 1,
+        "plot_training": 1,
+        "all": 1,
     }
 
     config["models"]["tiny"]["train_steps"] = 20

@@ -109,7 +109,7 @@ def _framed(rng: np.random.Generator, cls: str, w: int, h: int) -> Image.Image:
 
 
 def _wall(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    y, x = _grid(height, width)
+    _, x = _grid(height, width)
     colour = np.array(WALL_COLOURS[int(rng.integers(len(WALL_COLOURS)))], np.float32)
     wall = np.broadcast_to(colour, (height, width, 3)).copy()
     wall += rng.normal(0, 4, (height, width, 1)).astype(np.float32)
@@ -156,9 +156,7 @@ def _overlaps(box: tuple[int, int, int, int], placed: list[tuple[int, int, int, 
     return any(x0 < b[2] + gap and b[0] < x1 + gap and y0 < b[3] + gap and b[1] < y1 + gap for b in placed)
 
 
-def render_scene(
-    seed: int, index: int, width: int = 400, height: int = 300
-) -> tuple[bytes, list[Box]]:
+def render_scene(seed: int, index: int, width: int = 400, height: int = 300) -> tuple[bytes, list[Box]]:
     """Render picture ``index`` of the dataset with seed ``seed``: JPEG bytes and its boxes."""
     rng = np.random.default_rng([seed, index])
     wall = _wall(rng, width, height)
@@ -181,7 +179,8 @@ def render_scene(
             continue
         painting, mask = _perspective(_framed(rng, cls, w, h), rng)
         shadow = Image.new("RGB", (w, h), (0, 0, 0))
-        scene.paste(Image.blend(scene.crop((x0 + 3, y0 + 3, x0 + w + 3, y0 + h + 3)), shadow, 0.35), (x0 + 3, y0 + 3), mask)
+        behind = scene.crop((x0 + 3, y0 + 3, x0 + w + 3, y0 + h + 3))
+        scene.paste(Image.blend(behind, shadow, 0.35), (x0 + 3, y0 + 3), mask)
         scene.paste(painting, (x0, y0), mask)
         bbox = mask.getbbox() or (0, 0, w, h)
         placed.append((x0, y0, x0 + w, y0 + h))

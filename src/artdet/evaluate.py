@@ -17,12 +17,23 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Names of COCOeval.stats, in order.
-STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
+STAT_NAMES = [
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+]
 
 
-def coco_metrics(
-    ground_truth: list[dict], predictions: list[dict], classes: dict[int, str]
-) -> tuple[dict, np.ndarray]:
+def coco_metrics(ground_truth: list[dict], predictions: list[dict], classes: dict[int, str]) -> tuple[dict, np.ndarray]:
     """COCO metrics and the precision array for ``predictions`` against ``ground_truth``.
 
     ``ground_truth``: one dict per image with ``id``, ``width``, ``height`` and

@@ -38,7 +38,7 @@ def assign_splits(samples: list[Sample], test_fraction: float, seed: int) -> dic
     scores = {s.image: hash_fraction(s.sha1, seed) for s in samples}
     sides = {name: "test" if score < test_fraction else "train" for name, score in scores.items()}
     if len(samples) >= 2 and test_fraction > 0:
-        for side, other in (("test", "train"), ("train", "test")):
+        for side in ("test", "train"):
             if side not in sides.values():
                 pick = min(scores, key=lambda n: abs(scores[n] - test_fraction))
                 log.warning("no image fell in %s; moving %s there", side, pick)

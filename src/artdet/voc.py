@@ -95,9 +95,7 @@ def read_voc(path: str | Path) -> Annotation:
         try:
             coords = [float(_text(bnd, key) or "nan") for key in ("xmin", "ymin", "xmax", "ymax")]
         except ValueError as exc:
-            raise AnnotationError(
-                f"{path}: object {index} ({name!r}) has a coordinate that is not a number"
-            ) from exc
+            raise AnnotationError(f"{path}: object {index} ({name!r}) has a coordinate that is not a number") from exc
         if any(c != c for c in coords):
             raise AnnotationError(f"{path}: object {index} ({name!r}) lacks a bndbox coordinate")
         boxes.append(
@@ -150,6 +148,6 @@ def write_voc(annotation: Annotation, path: str | Path) -> None:
         _sub(obj, "difficult", int(box.difficult))
         bnd = etree.SubElement(obj, "bndbox")
         for key in ("xmin", "ymin", "xmax", "ymax"):
-            _sub(bnd, key, int(round(getattr(box, key))))
+            _sub(bnd, key, round(getattr(box, key)))
     etree.indent(root, space="\t")
     Path(path).write_bytes(etree.tostring(root, pretty_print=True))
