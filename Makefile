@@ -32,7 +32,8 @@ lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/snakefmt --check Snakefile rules
-	$(BIN)/snakemake --lint --cores 1 -n
+	@$(BIN)/artdet demo-data .test/demo --count 4 > /dev/null
+	$(BIN)/snakemake --lint --cores 1 -n --config dataset=.test/demo
 
 dry-run: venv
 	$(BIN)/snakemake -n --cores $(CORES) --resources gpu=1
