@@ -7,7 +7,7 @@ CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test test-fast lint dry-run clean
+.PHONY: venv demo test test-fast lint dry-run browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ lint: venv
 	$(BIN)/snakefmt --check Snakefile rules
 	@$(BIN)/artdet demo-data .test/demo --count 4 > /dev/null
 	$(BIN)/snakemake --lint --cores 1 -n --config dataset=.test/demo
+
+# Debian's Chromium, for the web page test (tests/test_web.py); needs root or sudo.
+browser:
+	@command -v chromium > /dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+	@chromium --version
 
 dry-run: venv
 	$(BIN)/snakemake -n --cores $(CORES) --resources gpu=1

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,99 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "gallery"
     generate(out, count=40, seed=3)
     return out
+
+
+# The configuration of a short real training run whose model finds the demo paintings:
+# 192x192 input, 48 images, a few hundred steps on a CPU.
+LEARNING_CONFIG = {
+    "dataset": "photos",
+    "classes": [],
+    "resize": {"max_side": 192, "max_bytes": 200000},
+    "split": {"test_fraction": 0.2, "seed": 0},
+    "train_models": ["tiny"],
+    "models": {
+        "tiny": {
+            "preset": "ssd_mobilenet",
+            "input_size": 192,
+            "batch_size": 8,
+            "train_steps": 300,
+            "learning_rate": 0.004,
+            "warmup_steps": 30,
+            "steps_per_loop": 50,
+            "checkpoint_every": 100,
+        }
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def workflow_run(tmp_path_factory: pytest.TempPathFactory, venv_env: dict) -> Path:
+    """A finished run of the real workflow on generated data (shared by the end-to-end tests)."""
+    import yaml
+    from workflow_helpers import snakemake
+
+    from artdet.demo_data import generate
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    generate(workdir / "photos", count=48, seed=5)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(LEARNING_CONFIG))
+    snakemake(workdir, venv_env)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def trained_model(workflow_run: Path) -> Path:
+    """The exported SavedModel of :func:`workflow_run`."""
+    return workflow_run / "results" / "tiny" / "saved_model"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(trained_model: Path, venv_env: dict, tmp_path_factory: pytest.TempPathFactory):
+    """`artdet serve` on a free loopback port, serving the trained model as 'paintings'."""
+    import httpx
+
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("server") / "serve.log", "w+")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "artdet",
+            "serve",
+            f"paintings={trained_model}",
+            "--port",
+            str(port),
+            "--max-upload-mb",
+            "8",
+            "--max-megapixels",
+            "40",
+        ],
+        env=venv_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            if process.poll() is not None:
+                log.seek(0)
+                raise AssertionError(log.read()) from None
+            time.sleep(0.5)
+    else:
+        process.kill()
+        raise AssertionError("server did not start in 120 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()

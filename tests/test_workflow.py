@@ -7,78 +7,13 @@ CSV, TFRecord, Model Garden training, SavedModel export and pycocotools.
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
-
-TINY_CONFIG = {
-    "dataset": "photos",
-    "classes": [],
-    "resize": {"max_side": 128, "max_bytes": 200000},
-    "split": {"test_fraction": 0.25, "seed": 0},
-    "train_models": ["tiny"],
-    "models": {
-        "tiny": {
-            "preset": "ssd_mobilenet",
-            "input_size": 128,
-            "batch_size": 4,
-            "train_steps": 20,
-            "warmup_steps": 5,
-            "steps_per_loop": 5,
-            "checkpoint_every": 10,
-        }
-    },
-}
-
-
-def snakemake(workdir: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        "--resources",
-        "gpu=1",
-        *args,
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def planned_jobs(workdir: Path, env: dict) -> dict[str, int]:
-    """Rule name -> job count from a dry run's job stats table."""
-    out = snakemake(workdir, env, "-n")
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text[text.index("Job stats:") : text.index("total")]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
-
-
-@pytest.fixture(scope="module")
-def workflow_run(tmp_path_factory: pytest.TempPathFactory, venv_env: dict) -> Path:
-    from artdet.demo_data import generate
-
-    workdir = tmp_path_factory.mktemp("workflow")
-    generate(workdir / "photos", count=32, seed=5)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
-    snakemake(workdir, venv_env)
-    return workdir
+from conftest import LEARNING_CONFIG
+from workflow_helpers import planned_jobs, snakemake
 
 
 @pytest.mark.slow
@@ -95,7 +30,7 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
         4: "portrait",
     }
     split = read_split(results / "data" / "split.csv")
-    assert len(split) == 32
+    assert len(split) == 48
     test_images = [row for row in split if row["split"] == "test"]
     metrics = json.loads((results / "tiny" / "metrics.json").read_text())
     assert metrics["num_images"] == len(test_images) > 0
@@ -103,9 +38,10 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
         assert 0.0 <= metrics[key] <= 1.0
     assert set(metrics["per_class"]) == {"abstract", "landscape", "nocturne", "portrait"}
     summary = json.loads((results / "tiny" / "train" / "train_summary.json").read_text())
-    assert summary["checkpoint"] == "ckpt-20"
+    steps = LEARNING_CONFIG["models"]["tiny"]["train_steps"]
+    assert summary["checkpoint"] == f"ckpt-{steps}"
     losses = read_scalars(results / "tiny" / "train" / "train")["total_loss"]
-    assert [step for step, _ in losses] == [5, 10, 15, 20]
+    assert [step for step, _ in losses] == list(range(50, steps + 1, 50))
     assert losses[-1][1] < losses[0][1], "training did not lower the loss"
     for png in ("precision_recall.png", "training_loss.png"):
         assert (results / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -137,7 +73,7 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
     work = tmp_path / "copy"
     shutil.copytree(workflow_run, work, symlinks=True)
     config = yaml.safe_load((work / "config.yaml").read_text())
-    config["models"]["tiny"]["train_steps"] = 30
+    config["models"]["tiny"]["train_steps"] += 10
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(work, venv_env) == {
         "pipeline_config": 1,
@@ -148,7 +84,7 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
         "all": 1,
     }
 
-    config["models"]["tiny"]["train_steps"] = 20
+    config["models"]["tiny"]["train_steps"] -= 10
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     shutil.copy(work / "photos" / "gallery_00000.jpg", work / "photos" / "extra.jpg")
     shutil.copy(work / "photos" / "gallery_00000.xml", work / "photos" / "extra.xml")
@@ -168,7 +104,7 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
 )
 def test_bad_config_stops_before_any_work(tmp_path: Path, venv_env: dict, change: dict, named: str) -> None:
     (tmp_path / "photos").mkdir()
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, **change}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**LEARNING_CONFIG, **change}))
     result = snakemake(tmp_path, venv_env, check=False)
     assert result.returncode != 0
     assert named in result.stdout + result.stderr
@@ -176,7 +112,7 @@ def test_bad_config_stops_before_any_work(tmp_path: Path, venv_env: dict, change
 
 
 def test_missing_dataset_folder_is_named(tmp_path: Path, venv_env: dict) -> None:
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "dataset": "nowhere"}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**LEARNING_CONFIG, "dataset": "nowhere"}))
     result = snakemake(tmp_path, venv_env, check=False)
     assert result.returncode != 0
     assert "dataset folder nowhere does not exist" in result.stdout + result.stderr

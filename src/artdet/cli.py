@@ -109,6 +109,33 @@ def _cmd_plot_training(args: argparse.Namespace) -> None:
     plot_training(args.event_dir, args.out)
 
 
+def _cmd_detect(args: argparse.Namespace) -> None:
+    from artdet.detect import run
+
+    stats = run(
+        args.model,
+        args.source,
+        args.out,
+        min_score=args.min_score,
+        max_detections=args.max_detections,
+        classes=args.classes,
+        output_format=args.format,
+        batch_size=args.batch_size,
+        show=args.show,
+        save_media=not args.no_save,
+    )
+    print(stats.summary())
+    if stats.skipped:
+        print(f"skipped {len(stats.skipped)} unreadable files: " + ", ".join(stats.skipped[:10]))
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from artdet.serve import Limits, serve
+
+    limits = Limits(max_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6))
+    serve(args.models, args.host, args.port, limits)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="artdet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("event_dir")
     p.add_argument("out")
     p.set_defaults(func=_cmd_plot_training)
+
+    p = sub.add_parser("detect", help="run a model on images, a folder, a glob, a video, a camera or a stream")
+    p.add_argument("model", help="exported SavedModel folder (with label_map.pbtxt beside it)")
+    p.add_argument("source", help="image, folder (recursive), glob, video file, camera index (0) or stream URL")
+    p.add_argument("--out", default="detections", help="output folder (default: ./detections)")
+    p.add_argument("--min-score", type=float, default=0.3, help="score threshold (default 0.3)")
+    p.add_argument("--max-detections", type=int, default=100)
+    p.add_argument("--classes", nargs="*", help="keep only these classes")
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="detections file format")
+    p.add_argument("--batch-size", type=int, default=4, help="images of one size per model call")
+    p.add_argument("--show", action="store_true", help="show a live window (needs a display)")
+    p.add_argument("--no-save", action="store_true", help="write only the detections, no annotated media")
+    p.set_defaults(func=_cmd_detect)
+
+    p = sub.add_parser("serve", help="HTTP API and web page for one or more models")
+    p.add_argument("models", nargs="+", help="exported model folders, optionally named: NAME=PATH")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-megapixels", type=float, default=40.0)
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 
@@ -196,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from artdet.dataset import DatasetError
+    from artdet.detect import SourceError
     from artdet.voc import AnnotationError
 
     try:
         args.func(args)
-    except (DatasetError, AnnotationError, ValueError, FileNotFoundError, yaml.YAMLError) as exc:
+    except (DatasetError, AnnotationError, SourceError, ValueError, FileNotFoundError, yaml.YAMLError) as exc:
         print(f"artdet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,6 +1,6 @@
 """Export a trained checkpoint as a SavedModel that takes uint8 images.
 
-The SavedModel's ``serving_default`` takes ``inputs`` (uint8 [1, H, W, 3]) and
+The SavedModel's ``serving_default`` takes ``inputs`` (uint8 [N, H, W, 3]) and
 returns ``detection_boxes``, ``detection_classes``, ``detection_scores``,
 ``num_detections`` and ``image_info``. Its boxes are in pixels of the resized
 model input; :func:`artdet.predict.Detector` maps them back to the image.
@@ -14,29 +14,46 @@ import shutil
 from pathlib import Path
 
 
-def export(pipeline: str | Path, model_dir: str | Path, label_map: str | Path, out_dir: str | Path) -> Path:
+def _train_summary(model_dir: Path) -> dict:
+    path = model_dir / "train_summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def final_checkpoint(model_dir: str | Path) -> str:
+    """The model-only checkpoint with recomputed batch-norm statistics, else the newest training one."""
     import tensorflow as tf
+
+    model_dir = Path(model_dir)
+    final = _train_summary(model_dir).get("final_checkpoint")
+    if final and Path(f"{model_dir / final}.index").exists():
+        return str(model_dir / final)
+    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {model_dir}; run training first")
+    return checkpoint
+
+
+def export(pipeline: str | Path, model_dir: str | Path, label_map: str | Path, out_dir: str | Path) -> Path:
     from official.vision.serving import export_saved_model_lib
 
     from artdet.pipeline_config import load_params
 
-    params, experiment = load_params(pipeline)
-    checkpoint = tf.train.latest_checkpoint(str(model_dir))
-    if checkpoint is None:
-        raise FileNotFoundError(f"no checkpoint in {model_dir}; run training first")
+    params, header = load_params(pipeline)
+    checkpoint = final_checkpoint(model_dir)
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     size = list(params.task.model.input_size[:2])
     export_saved_model_lib.export_inference_graph(
         input_type="image_tensor",
-        batch_size=1,
+        batch_size=None,  # any batch size, so that `artdet detect` can batch frames
         input_image_size=size,
         params=params,
         checkpoint_path=checkpoint,
         export_dir=str(out_dir),
     )
     shutil.copyfile(label_map, out_dir / "label_map.pbtxt")
-    info = {"experiment": experiment, "checkpoint": Path(checkpoint).name, "input_size": size}
+    step = _train_summary(Path(model_dir)).get("checkpoint") or Path(checkpoint).name
+    info = {"experiment": header["experiment"], "checkpoint": step, "input_size": size}
     (out_dir / "artdet_model.json").write_text(json.dumps(info, indent=2) + "\n")
     return out_dir

@@ -135,21 +135,28 @@ def _override_strict(params: Any, update: dict[str, Any]) -> None:
 
 
 def load_params(path: str | Path):
-    """Read a rendered ``pipeline.yaml`` back into a Model Garden ExperimentConfig."""
+    """Read a rendered ``pipeline.yaml`` back: the Model Garden ExperimentConfig and the ``artdet:`` header."""
     from official.core import exp_factory
     from official.vision import registry_imports  # noqa: F401
 
     data = yaml.safe_load(Path(path).read_text())
-    experiment = data.pop("artdet", {}).get("experiment", "retinanet")
-    params = exp_factory.get_exp_config(experiment)
+    header = data.pop("artdet", {})
+    header.setdefault("experiment", "retinanet")
+    params = exp_factory.get_exp_config(header["experiment"])
     params.override(data, is_strict=True)
     params.validate()
-    return params, experiment
+    return params, header
 
 
 def write_pipeline(model: dict[str, Any], num_classes: int, train: list[str], test: list[str], out: str | Path) -> None:
     rendered = render(model, num_classes, train, test)
-    header = {"artdet": {"experiment": preset(model["preset"])["experiment"], "preset": model["preset"]}}
+    header = {
+        "artdet": {
+            "experiment": preset(model["preset"])["experiment"],
+            "preset": model["preset"],
+            "bn_recalibration_batches": int(model.get("bn_recalibration_batches", 50)),
+        }
+    }
     text = (
         "# Model Garden experiment config rendered by `artdet pipeline-config` from config.yaml.\n"
         "# Rerun training alone with: artdet train --pipeline THIS_FILE --model-dir DIR\n"

@@ -25,6 +25,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "decoder": {"type": "fpn", "fpn": {"num_filters": 64, "use_separable_conv": True}},
                     "head": {"num_convs": 2, "num_filters": 64, "use_separable_conv": True},
                     "norm_activation": {"activation": "relu6", "use_sync_bn": False},
+                    # Keep low-score boxes: a young model's scores sit below Model Garden's
+                    # default of 0.05 and it would return nothing; callers filter by score.
+                    "detection_generator": {"pre_nms_score_threshold": 0.01},
                 },
                 "losses": {"l2_weight_decay": 0.0},
             },

@@ -76,7 +76,8 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
-    params, experiment = load_params(pipeline)
+    params, header = load_params(pipeline)
+    experiment = header["experiment"]
     model_dir = Path(model_dir)
     records = [
         path
@@ -99,12 +100,20 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     )
     seconds = time.perf_counter() - start
     latest = tf.train.latest_checkpoint(str(model_dir))
+    batches = int(header.get("bn_recalibration_batches", 0))
+    final = None
+    if latest and batches > 0:
+        from artdet.batch_norm import recalibrate
+
+        final = recalibrate(params, experiment, latest, batches, model_dir / "final" / "model")
     summary = {
         "experiment": experiment,
         "train_steps": params.trainer.train_steps,
         "batch_size": params.task.train_data.global_batch_size,
         "seconds": round(seconds, 1),
         "checkpoint": Path(latest).name if latest else None,
+        "final_checkpoint": str(Path(final).relative_to(model_dir)) if final else None,
+        "bn_recalibration_batches": batches,
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
         "seed": seed,
     }

@@ -1,0 +1,113 @@
+"""`artdet detect` on images, folders with bad files, globs and videos, with a model trained here."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artdet.cli import main
+from artdet.voc import read_voc
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _truth(photos: Path, name: str) -> list[tuple[str, tuple]]:
+    ann = read_voc(photos / f"{Path(name).stem}.xml")
+    return [(b.name, (b.xmin, b.ymin, b.xmax, b.ymax)) for b in ann.boxes]
+
+
+@pytest.mark.slow
+def test_detect_finds_the_trained_objects_in_a_folder(trained_model: Path, tmp_path: Path) -> None:
+    photos = trained_model.parent.parent.parent / "photos"
+    folder = tmp_path / "in" / "nested"
+    folder.mkdir(parents=True)
+    names = [f"gallery_{i:05d}.jpg" for i in range(12)]
+    for name in names:
+        shutil.copy(photos / name, folder / name)
+    (folder / "corrupt.jpg").write_bytes(b"this is not a jpeg")
+    (folder / "truncated.jpg").write_bytes((photos / names[0]).read_bytes()[:2000])
+    out = tmp_path / "out"
+    assert main(["detect", str(trained_model), str(tmp_path / "in"), "--out", str(out), "--min-score", "0.3"]) == 0
+
+    rows = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    assert {Path(r["file"]).name for r in rows} <= set(names)
+    matched = total = 0
+    for name in names:
+        found = [(r["class"], (r["xmin"], r["ymin"], r["xmax"], r["ymax"])) for r in rows if r["file"].endswith(name)]
+        for cls, box in _truth(photos, name):
+            total += 1
+            matched += any(c == cls and _iou(box, b) >= 0.5 for c, b in found)
+        assert (out / "nested" / name).exists(), "annotated image missing"
+    assert total > 0 and matched / total >= 0.5, f"found only {matched} of {total} labelled paintings"
+    assert not (out / "nested" / "corrupt.jpg").exists()
+
+
+@pytest.mark.slow
+def test_detect_reports_skipped_files_and_timing(trained_model: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (64, 48), (200, 180, 160)).save(tmp_path / "in" / "plain.png")
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    assert main(["detect", str(trained_model), str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "1 images" in out and "1 skipped" in out and "images/s" in out and "inference" in out
+    assert "broken.jpg" in out
+
+
+@pytest.mark.slow
+def test_detect_on_a_video_writes_an_annotated_video(trained_model: Path, tmp_path: Path) -> None:
+    import cv2
+
+    photos = trained_model.parent.parent.parent / "photos"
+    frames = [np.asarray(Image.open(photos / f"gallery_{i:05d}.jpg")) for i in range(3) for _ in range(4)]
+    height, width = frames[0].shape[:2]
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+    out = tmp_path / "out"
+    assert main(["detect", str(trained_model), str(video), "--out", str(out), "--format", "csv"]) == 0
+    with open(out / "detections.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {int(r["frame"]) for r in rows} <= set(range(12))
+    assert len({int(r["frame"]) for r in rows}) >= 6, "the model should find paintings in most frames"
+    capture = cv2.VideoCapture(str(out / "clip_detections.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    ok, first = capture.read()
+    assert ok and first.shape[:2] == (height, width)
+
+
+@pytest.mark.slow
+def test_class_filter_and_glob(trained_model: Path, tmp_path: Path) -> None:
+    photos = trained_model.parent.parent.parent / "photos"
+    out = tmp_path / "out"
+    pattern = str(photos / "gallery_0000*.jpg")
+    assert main(["detect", str(trained_model), pattern, "--out", str(out), "--classes", "portrait", "--no-save"]) == 0
+    rows = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    assert all(r["class"] == "portrait" for r in rows)
+    assert not list(out.glob("*.jpg"))
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [("missing.jpg", "no such file or folder"), ("notes.txt", "not an image"), ("empty", "no images found")],
+)
+def test_bad_sources_get_a_clear_error(tmp_path: Path, capsys, source: str, message: str) -> None:
+    from artdet.detect import SourceError, iter_frames
+
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match=message):
+        next(iter_frames(str(tmp_path / source)))
