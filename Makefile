@@ -7,7 +7,7 @@ CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test test-fast lint dry-run browser clean
+.PHONY: venv demo test test-fast lint dry-run browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,17 @@ test-fast: venv
 	$(BIN)/python -m pytest -v -m "not slow"
 
 lint: venv
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/snakefmt --check Snakefile rules
 	@$(BIN)/artdet demo-data .test/demo --count 4 > /dev/null
 	$(BIN)/snakemake --lint --cores 1 -n --config dataset=.test/demo
+
+# Every benchmark under bench/ (JSON in bench/results/), then BENCHMARKS.md.
+BENCHES := data_prep dag train_speed inference serve
+bench: venv
+	cd bench && for name in $(BENCHES); do ../$(BIN)/python $$name.py || exit 1; done
+	cd bench && ../$(BIN)/python report.py
 
 # Debian's Chromium, for the web page test (tests/test_web.py); needs root or sudo.
 browser:

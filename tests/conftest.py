@@ -62,9 +62,9 @@ LEARNING_CONFIG = {
 def workflow_run(tmp_path_factory: pytest.TempPathFactory, venv_env: dict) -> Path:
     """A finished run of the real workflow on generated data (shared by the end-to-end tests)."""
     import yaml
-    from workflow_helpers import snakemake
 
     from artdet.demo_data import generate
+    from workflow_helpers import snakemake
 
     workdir = tmp_path_factory.mktemp("workflow")
     generate(workdir / "photos", count=48, seed=5)

@@ -174,11 +174,10 @@ def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
 
 def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
     """Real LabelImg data: every image and box reaches the records."""
-    from conftest import SHARED
-
     from artdet.label_map import build_classes
     from artdet.split import read_split
     from artdet.tfrecord import read_examples, write_records
+    from conftest import SHARED
 
     source = SHARED / "datasets" / "raccoon"
     if not source.is_dir():

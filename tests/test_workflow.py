@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import LEARNING_CONFIG
 from workflow_helpers import planned_jobs, snakemake
 

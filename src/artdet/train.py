@@ -15,10 +15,51 @@ import json
 import logging
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+class Progress:
+    """An orbit train action: one line per loop with step, images/s, loss, learning rate and ETA.
+
+    Orbit calls it after every ``steps_per_loop`` steps; on a terminal the line
+    is redrawn in place as a progress bar, in a log file each loop is a line.
+    """
+
+    def __init__(self, start_step: int, total_steps: int, steps_per_loop: int, batch_size: int):
+        self.step = start_step
+        self.total = total_steps
+        self.per_loop = steps_per_loop
+        self.batch = batch_size
+        self.last = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, output: dict) -> None:
+        import numpy as np
+
+        now = time.perf_counter()
+        done = min(self.per_loop, self.total - self.step)
+        self.step += done
+        steps_per_s = done / max(now - self.last, 1e-9)
+        self.last = now
+        loss = float(np.asarray(output.get("total_loss", np.nan)))
+        lr = float(np.asarray(output.get("learning_rate", np.nan)))
+        eta = (self.total - self.step) / steps_per_s if steps_per_s else float("inf")
+        line = (
+            f"step {self.step}/{self.total} | {steps_per_s * self.batch:.1f} images/s | loss {loss:.4f} | "
+            f"lr {lr:.2e} | ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+        )
+        if self.tty:
+            width = 24
+            filled = int(width * self.step / max(self.total, 1))
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {line}", end="", file=sys.stderr, flush=True)
+            if self.step >= self.total:
+                print(file=sys.stderr)
+        else:
+            print(f"progress | {line}", file=sys.stderr, flush=True)
 
 
 def _strategy(params):
@@ -90,6 +131,13 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     strategy = _strategy(params)
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=str(model_dir))
+    resumed = tf.train.latest_checkpoint(str(model_dir))
+    start_step = int(resumed.rsplit("-", 1)[1]) if resumed else 0
+    if resumed:
+        log.info("resuming from %s (step %d of %d)", resumed, start_step, params.trainer.train_steps)
+    progress = Progress(
+        start_step, params.trainer.train_steps, params.trainer.steps_per_loop, params.task.train_data.global_batch_size
+    )
     start = time.perf_counter()
     train_lib.run_experiment(
         distribution_strategy=strategy,
@@ -97,6 +145,7 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         mode="train",
         params=params,
         model_dir=str(model_dir),
+        train_actions=[progress],
     )
     seconds = time.perf_counter() - start
     latest = tf.train.latest_checkpoint(str(model_dir))

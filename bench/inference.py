@@ -1,0 +1,133 @@
+"""Inference latency and throughput of the exported SavedModel, and `artdet detect` end to end.
+
+The model is the ssd_mobilenet preset at 320x320 trained briefly by
+train_speed.py (weights do not change the cost); it is trained here if absent.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import CACHE, median, percentile, save
+
+
+def exported_model() -> Path:
+    out = CACHE / "train_speed" / "ssd_mobilenet" / "saved_model"
+    if (out / "saved_model.pb").exists():
+        return out
+    work = out.parent
+    if not (work / "train" / "train_summary.json").exists():
+        import train_speed
+
+        train, test, classes = train_speed.records()
+        train_speed.train_rate("ssd_mobilenet", train_speed.PRESETS["ssd_mobilenet"], train, test, classes)
+    label_map = CACHE / "records-1000-320" / "label_map.pbtxt"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "artdet",
+            "export",
+            "--pipeline",
+            str(work / "pipeline.yaml"),
+            "--model-dir",
+            str(work / "train"),
+            "--label-map",
+            str(label_map),
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def main() -> None:
+    from PIL import Image
+
+    from artdet.predict import Detector
+
+    model = exported_model()
+    images_dir = CACHE / "records-1000-320" / "images"
+    paths = sorted(images_dir.glob("*.jpg"))[:64]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    detector = Detector(model)
+    for image in images[:3]:
+        detector(image)
+    latencies = []
+    for image in images[:40]:
+        start = time.perf_counter()
+        detector(image)
+        latencies.append(time.perf_counter() - start)
+    batch = images[:8]
+    detector.detect_batch(batch)
+    runs = []
+    for _ in range(5):
+        start = time.perf_counter()
+        detector.detect_batch(batch)
+        runs.append(time.perf_counter() - start)
+    batch8 = len(batch) / median(runs)
+
+    folder = CACHE / "detect-folder"
+    folder.mkdir(exist_ok=True)
+    for path in paths:
+        target = folder / path.name
+        if not target.exists():
+            target.symlink_to(path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "artdet",
+            "detect",
+            str(model),
+            str(folder),
+            "--out",
+            str(CACHE / "detect-out"),
+            "--batch-size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    detect_rate = float(re.search(r"([\d.]+) images/s", result.stdout).group(1))
+    stages = re.search(r"decode ([\d.]+) ms, inference ([\d.]+) ms, drawing ([\d.]+) ms", result.stdout)
+
+    p50, p90 = median(latencies) * 1000, percentile(latencies, 90) * 1000
+    rows = [
+        ["SavedModel, batch 1", round(p50, 1), round(p90, 1), round(1000 / p50, 1)],
+        ["SavedModel, batch 8", "", "", round(batch8, 1)],
+        [
+            f"artdet detect, folder of {len(paths)} (decode {stages.group(1)} ms, model {stages.group(2)} ms, "
+            f"drawing {stages.group(3)} ms per image)",
+            "",
+            "",
+            detect_rate,
+        ],
+    ]
+    save(
+        "inference",
+        ("SavedModel latency, batch 1, 320x320", p50, "ms"),
+        {
+            "Inference on this CPU, ssd_mobilenet 320x320 (reference: YOLOv8n in PyTorch about 30 ms per image)": (
+                ["what", "median ms", "p90 ms", "images/s"],
+                rows,
+            )
+        },
+        {
+            "latencies_ms": [round(x * 1000, 2) for x in latencies],
+            "batch8_images_per_s": batch8,
+            "detect_images_per_s": detect_rate,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Steady-state training speed of each preset on this CPU, and the input pipeline alone.
+
+Training runs through `artdet train` (Model Garden's orbit loop); the speed is
+read from its `steps/sec` lines after the first loop (which includes tracing).
+The input pipeline is timed alone by iterating the same tf.data pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+from common import CACHE, generated_dataset, median, save
+
+PRESETS = {
+    "ssd_mobilenet": {"input_size": 320, "batch_size": 8, "train_steps": 80, "steps_per_loop": 20},
+    "faster_rcnn": {"input_size": 320, "batch_size": 4, "train_steps": 30, "steps_per_loop": 10},
+}
+
+
+def records() -> tuple[Path, Path, int]:
+    """TFRecords of 1,000 generated pictures resized like the demo (longest side 320)."""
+    from artdet.label_map import build_classes, write_label_map
+    from artdet.labels_csv import write_labels
+    from artdet.resize import resize_dataset
+    from artdet.split import assign_splits, write_split
+    from artdet.tfrecord import write_records
+
+    out = CACHE / "records-1000-320"
+    if not (out / ".complete").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        samples = resize_dataset(generated_dataset(1000), out / "images", out / "manifest.json", max_side=320)
+        sides = assign_splits(samples, 0.2, seed=0)
+        write_split(samples, sides, out / "split.csv")
+        classes = build_classes(None, [o["name"] for s in samples for o in s.objects])
+        write_label_map(classes, out / "label_map.pbtxt")
+        ids = {n: i for i, n in enumerate(classes, 1)}
+        for split in ("train", "test"):
+            write_labels(samples, sides, split, out / f"{split}.csv")
+            write_records(out / f"{split}.csv", out / "split.csv", split, out / "images", ids, out / f"{split}.record")
+        (out / ".complete").write_text("ok\n")
+    return out / "train.record", out / "test.record", 4
+
+
+def input_pipeline_rate(pipeline: Path, batches: int = 30) -> float:
+    """Images/s of the training tf.data pipeline alone (decode, augment, anchor labels)."""
+    from official.core import task_factory
+
+    from artdet.pipeline_config import load_params
+
+    params, _ = load_params(pipeline)
+    task = task_factory.get_task(params.task)
+    iterator = iter(task.build_inputs(params.task.train_data))
+    for _ in range(3):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * params.task.train_data.global_batch_size / (time.perf_counter() - start)
+
+
+def train_rate(name: str, settings: dict, train: Path, test: Path, classes: int) -> dict:
+    import subprocess
+    import sys
+
+    from artdet.pipeline_config import write_pipeline
+
+    work = CACHE / "train_speed" / name
+    shutil.rmtree(work, ignore_errors=True)
+    model = {
+        "name": name,
+        "preset": name,
+        "warmup_steps": 10,
+        "checkpoint_every": settings["train_steps"],
+        "bn_recalibration_batches": 0,
+        **settings,
+    }
+    write_pipeline(model, classes, [str(train)], [str(test)], work / "pipeline.yaml")
+    log = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "artdet",
+            "train",
+            "--pipeline",
+            str(work / "pipeline.yaml"),
+            "--model-dir",
+            str(work / "train"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if log.returncode != 0:
+        raise RuntimeError(log.stderr[-3000:])
+    rates = [float(x) for x in re.findall(r"train \| step:\s+\d+ \| steps/sec:\s+([\d.]+)", log.stdout + log.stderr)]
+    steady = rates[1:] if len(rates) > 1 else rates
+    steps_per_s = median(steady)
+    return {
+        "preset": name,
+        "input_size": settings["input_size"],
+        "batch_size": settings["batch_size"],
+        "steps_per_s_per_loop": rates,
+        "train_images_per_s": round(steps_per_s * settings["batch_size"], 2),
+        "input_pipeline_images_per_s": round(input_pipeline_rate(work / "pipeline.yaml"), 1),
+    }
+
+
+def main() -> None:
+    train, test, classes = records()
+    results = [train_rate(name, settings, train, test, classes) for name, settings in PRESETS.items()]
+    headers = [
+        "preset",
+        "input",
+        "batch",
+        "training images/s (median of loops after the first)",
+        "input pipeline alone (images/s)",
+        "share of step time the input pipeline would need",
+    ]
+    rows = [
+        [
+            r["preset"],
+            f"{r['input_size']}x{r['input_size']}",
+            r["batch_size"],
+            r["train_images_per_s"],
+            r["input_pipeline_images_per_s"],
+            f"{r['train_images_per_s'] / r['input_pipeline_images_per_s']:.0%}",
+        ]
+        for r in results
+    ]
+    ssd = results[0]["train_images_per_s"]
+    save(
+        "train_speed",
+        ("ssd_mobilenet CPU training", ssd, "images/s"),
+        {
+            "Training speed on this CPU (reference: YOLOv8n from scratch, 320, batch 8: about 8 images/s)": (
+                headers,
+                rows,
+            )
+        },
+        {"runs": results},
+    )
+
+
+if __name__ == "__main__":
+    main()
