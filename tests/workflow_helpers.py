@@ -19,13 +19,13 @@ def snakemake(workdir: Path, env: dict, *args: str, check: bool = True) -> subpr
         str(ROOT / "Snakefile"),
         "--directory",
         str(workdir),
+        *args,
         "--configfile",
         str(workdir / "config.yaml"),
         "--cores",
         "2",
         "--resources",
         "gpu=1",
-        *args,
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
     if check and result.returncode != 0:
