@@ -94,15 +94,15 @@ def train_rate(name: str, settings: dict, train: Path, test: Path, classes: int)
     )
     if log.returncode != 0:
         raise RuntimeError(log.stderr[-3000:])
-    rates = [float(x) for x in re.findall(r"train \| step:\s+\d+ \| steps/sec:\s+([\d.]+)", log.stdout + log.stderr)]
+    # `artdet train` prints "progress | step N/M | X images/s | ..." after every loop.
+    rates = [float(x) for x in re.findall(r"progress \| step \d+/\d+ \| ([\d.]+) images/s", log.stderr)]
     steady = rates[1:] if len(rates) > 1 else rates
-    steps_per_s = median(steady)
     return {
         "preset": name,
         "input_size": settings["input_size"],
         "batch_size": settings["batch_size"],
-        "steps_per_s_per_loop": rates,
-        "train_images_per_s": round(steps_per_s * settings["batch_size"], 2),
+        "images_per_s_per_loop": rates,
+        "train_images_per_s": round(median(steady), 2),
         "input_pipeline_images_per_s": round(input_pipeline_rate(work / "pipeline.yaml"), 1),
     }
 

@@ -111,3 +111,27 @@ def test_bad_sources_get_a_clear_error(tmp_path: Path, capsys, source: str, mess
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match=message):
         next(iter_frames(str(tmp_path / source)))
+
+
+@pytest.mark.slow
+def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path: Path) -> None:
+    from artdet.predict import Detector
+
+    photos = trained_model.parent.parent.parent / "photos"
+    tflite = tmp_path / "tflite" / "model_float32.tflite"
+    assert main(["export-tflite", str(trained_model), str(tflite)]) == 0
+    assert (tflite.parent / "label_map.pbtxt").exists()
+    saved, lite = Detector(trained_model), Detector(tflite)
+    assert lite.labels == saved.labels
+    reference = matched = 0
+    for i in range(10):
+        image = np.asarray(Image.open(photos / f"gallery_{i:05d}.jpg"))
+        expected = saved(image, min_score=0.3)
+        got = lite(image, min_score=0.2)
+        reference += len(expected)
+        matched += sum(any(g.class_id == e.class_id and _iou(g.box, e.box) >= 0.5 for g in got) for e in expected)
+    assert reference > 0 and matched / reference >= 0.9, f"{matched} of {reference} detections agree"
+
+    out = tmp_path / "out"
+    assert main(["detect", str(tflite), str(photos / "gallery_00001.jpg"), "--out", str(out)]) == 0
+    assert (out / "gallery_00001.jpg").exists()

@@ -96,6 +96,13 @@ def _cmd_export(args: argparse.Namespace) -> None:
     export(args.pipeline, args.model_dir, args.label_map, args.out)
 
 
+def _cmd_export_tflite(args: argparse.Namespace) -> None:
+    from artdet.tflite import convert
+
+    path = convert(args.saved_model, args.out, args.precision)
+    log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from artdet.evaluate import evaluate
 
@@ -205,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.set_defaults(func=_cmd_export)
 
+    p = sub.add_parser("export-tflite", help="convert an exported SavedModel to TFLite")
+    p.add_argument("saved_model")
+    p.add_argument("out", help="output .tflite file (the label map is copied beside it)")
+    p.add_argument("--precision", choices=["float32", "float16"], default="float32")
+    p.set_defaults(func=_cmd_export_tflite)
+
     p = sub.add_parser("evaluate", help="COCO metrics of an exported model on a TFRecord")
     p.add_argument("model", help="exported SavedModel folder")
     p.add_argument("test_record")
@@ -218,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_plot_training)
 
     p = sub.add_parser("detect", help="run a model on images, a folder, a glob, a video, a camera or a stream")
-    p.add_argument("model", help="exported SavedModel folder (with label_map.pbtxt beside it)")
+    p.add_argument("model", help="exported SavedModel folder or .tflite file (label_map.pbtxt beside it)")
     p.add_argument("source", help="image, folder (recursive), glob, video file, camera index (0) or stream URL")
     p.add_argument("--out", default="detections", help="output folder (default: ./detections)")
     p.add_argument("--min-score", type=float, default=0.3, help="score threshold (default 0.3)")

@@ -1,7 +1,9 @@
-"""Run an exported SavedModel on images and return boxes in image pixels."""
+"""Run an exported model (SavedModel folder or TFLite file) on images; boxes come back in image pixels."""
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,22 +22,61 @@ class Detection:
 
 
 class Detector:
-    """A loaded SavedModel with its label map."""
+    """A loaded model with its label map: a SavedModel folder, or a ``.tflite`` file.
 
-    def __init__(self, model_dir: str | Path):
-        import tensorflow as tf
+    Both take uint8 RGB images of any size and return Model Garden's outputs;
+    the label map lies beside the model (inside the SavedModel folder, or in
+    the folder of the TFLite file).
+    """
 
-        model_dir = Path(model_dir)
-        if not (model_dir / "saved_model.pb").exists():
-            raise FileNotFoundError(f"{model_dir}: not an exported SavedModel folder (no saved_model.pb)")
-        label_map = model_dir / "label_map.pbtxt"
+    def __init__(self, model: str | Path):
+        model = Path(model)
+        self.path = model.parent if model.suffix == ".tflite" else model
+        label_map = self.path / "label_map.pbtxt"
+        if model.suffix == ".tflite":
+            if not model.is_file():
+                raise FileNotFoundError(f"{model}: no such TFLite file")
+            self._run = self._load_tflite(model)
+            self.max_batch: int | None = 1
+        else:
+            if not (model / "saved_model.pb").exists():
+                raise FileNotFoundError(
+                    f"{model}: not an exported model (a SavedModel folder with saved_model.pb, or a .tflite file)"
+                )
+            self._run = self._load_saved_model(model)
         if not label_map.exists():
             raise FileNotFoundError(f"{label_map}: the label map must lie beside the model")
-        self.path = model_dir
         self.labels = read_label_map(label_map)
-        self._fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-        spec = self._fn.structured_input_signature[1]["inputs"]
-        self.max_batch = spec.shape[0]  # None: any batch size
+
+    def _load_saved_model(self, folder: Path):
+        import tensorflow as tf
+
+        fn = tf.saved_model.load(str(folder)).signatures["serving_default"]
+        self.max_batch = fn.structured_input_signature[1]["inputs"].shape[0]  # None: any batch size
+
+        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            return {k: np.asarray(v) for k, v in fn(inputs=tf.convert_to_tensor(batch, tf.uint8)).items()}
+
+        return run
+
+    @staticmethod
+    def _load_tflite(path: Path):
+        import tensorflow as tf
+
+        interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=os.cpu_count())
+        runner = interpreter.get_signature_runner("serving_default")
+        shape: list[tuple[int, ...]] = []
+        lock = threading.Lock()  # an interpreter is not safe to call from two threads at once
+
+        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            with lock:
+                if shape != [batch.shape]:
+                    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], batch.shape)
+                    interpreter.allocate_tensors()
+                    shape[:] = [batch.shape]
+                return {k: np.array(v) for k, v in runner(inputs=batch.astype(np.uint8)).items()}
+
+        return run
 
     def __call__(self, image: np.ndarray, min_score: float = 0.0) -> list[Detection]:
         """Detect objects in an RGB uint8 image of shape [H, W, 3]."""
@@ -43,15 +84,13 @@ class Detector:
 
     def detect_batch(self, images: list[np.ndarray], min_score: float = 0.0) -> list[list[Detection]]:
         """Detect objects in RGB uint8 images of one shape, in one model call when the model allows."""
-        import tensorflow as tf
-
         if self.max_batch is not None and len(images) > self.max_batch:
             return [
                 d
                 for i in range(0, len(images), self.max_batch)
                 for d in self.detect_batch(images[i : i + self.max_batch], min_score)
             ]
-        out = self._fn(inputs=tf.convert_to_tensor(np.stack(images), tf.uint8))
+        out = self._run(np.stack(images))
         counts = np.asarray(out["num_detections"]).astype(int)
         all_boxes = np.asarray(out["detection_boxes"])
         all_scores = np.asarray(out["detection_scores"])

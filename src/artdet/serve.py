@@ -200,8 +200,11 @@ def parse_models(specs: list[str]) -> dict[str, str]:
         name, sep, path = spec.partition("=")
         if not sep:
             path = name
-            parent = Path(path).resolve()
-            name = parent.parent.name if parent.name == "saved_model" else parent.name
+            resolved = Path(path).resolve()
+            if resolved.suffix == ".tflite":
+                name = resolved.stem
+            else:
+                name = resolved.parent.name if resolved.name == "saved_model" else resolved.name
         if name in models:
             raise ValueError(f"two models are named {name!r}; name them with NAME=PATH")
         models[name] = path
