@@ -64,16 +64,12 @@ class Detector:
         import tensorflow as tf
 
         interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=os.cpu_count())
+        # The signature runner resizes the input to each image's shape by itself.
         runner = interpreter.get_signature_runner("serving_default")
-        shape: list[tuple[int, ...]] = []
         lock = threading.Lock()  # an interpreter is not safe to call from two threads at once
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
             with lock:
-                if shape != [batch.shape]:
-                    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], batch.shape)
-                    interpreter.allocate_tensors()
-                    shape[:] = [batch.shape]
                 return {k: np.array(v) for k, v in runner(inputs=batch.astype(np.uint8)).items()}
 
         return run
