@@ -61,20 +61,9 @@ def tutorial_baseline(dataset: Path, out: Path) -> None:
 
 
 def artdet_stages(dataset: Path, out: Path) -> None:
-    from artdet.label_map import build_classes
-    from artdet.labels_csv import write_labels
-    from artdet.resize import resize_dataset
-    from artdet.split import assign_splits, write_split
-    from artdet.tfrecord import write_records
+    from artdet.prepare import prepare_dataset
 
-    samples = resize_dataset(dataset, out / "images", out / "manifest.json", max_side=1280, max_bytes=200_000)
-    sides = assign_splits(samples, 0.2, seed=0)
-    write_split(samples, sides, out / "split.csv")
-    classes = build_classes(None, [o["name"] for s in samples for o in s.objects])
-    ids = {name: i for i, name in enumerate(classes, 1)}
-    for split in ("train", "test"):
-        write_labels(samples, sides, split, out / f"{split}.csv")
-        write_records(out / f"{split}.csv", out / "split.csv", split, out / "images", ids, out / f"{split}.record")
+    prepare_dataset(dataset, out, max_side=1280, max_bytes=200_000)
 
 
 def measure(name: str, dataset: Path, images: int, repeats: int) -> dict:

@@ -48,23 +48,35 @@ def exported_model() -> Path:
     return out
 
 
+def latency(detector, images: list[np.ndarray]) -> list[float]:
+    """Seconds per image at batch 1, after three warm-up calls."""
+    for image in images[:3]:
+        detector(image)
+    seconds = []
+    for image in images:
+        start = time.perf_counter()
+        detector(image)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def main() -> None:
     from PIL import Image
 
     from artdet.predict import Detector
+    from artdet.tflite import convert
 
     model = exported_model()
     images_dir = CACHE / "records-1000-320" / "images"
     paths = sorted(images_dir.glob("*.jpg"))[:64]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     detector = Detector(model)
-    for image in images[:3]:
-        detector(image)
-    latencies = []
-    for image in images[:40]:
-        start = time.perf_counter()
-        detector(image)
-        latencies.append(time.perf_counter() - start)
+    latencies = latency(detector, images[:40])
+    variants = {}
+    for precision in ("float32", "float16"):
+        path = convert(model, CACHE / "tflite" / f"model_{precision}.tflite", precision)
+        seconds = latency(Detector(path), images[:40])
+        variants[precision] = {"size_mb": path.stat().st_size / 1e6, "latencies": seconds}
     batch = images[:8]
     detector.detect_batch(batch)
     runs = []
@@ -101,8 +113,18 @@ def main() -> None:
     stages = re.search(r"decode ([\d.]+) ms, inference ([\d.]+) ms, drawing ([\d.]+) ms", result.stdout)
 
     p50, p90 = median(latencies) * 1000, percentile(latencies, 90) * 1000
+    size_mb = sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 1e6
     rows = [
-        ["SavedModel, batch 1", round(p50, 1), round(p90, 1), round(1000 / p50, 1)],
+        [f"SavedModel ({size_mb:.1f} MB), batch 1", round(p50, 1), round(p90, 1), round(1000 / p50, 1)],
+        *[
+            [
+                f"TFLite {name} ({v['size_mb']:.1f} MB), batch 1",
+                round(median(v["latencies"]) * 1000, 1),
+                round(percentile(v["latencies"], 90) * 1000, 1),
+                round(1 / median(v["latencies"]), 1),
+            ]
+            for name, v in variants.items()
+        ],
         ["SavedModel, batch 8", "", "", round(batch8, 1)],
         [
             f"artdet detect, folder of {len(paths)} (decode {stages.group(1)} ms, model {stages.group(2)} ms, "
@@ -125,6 +147,10 @@ def main() -> None:
             "latencies_ms": [round(x * 1000, 2) for x in latencies],
             "batch8_images_per_s": batch8,
             "detect_images_per_s": detect_rate,
+            "tflite": {
+                name: {"size_mb": v["size_mb"], "latencies_ms": [round(x * 1000, 2) for x in v["latencies"]]}
+                for name, v in variants.items()
+            },
         },
     )
 

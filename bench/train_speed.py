@@ -22,24 +22,12 @@ PRESETS = {
 
 def records() -> tuple[Path, Path, int]:
     """TFRecords of 1,000 generated pictures resized like the demo (longest side 320)."""
-    from artdet.label_map import build_classes, write_label_map
-    from artdet.labels_csv import write_labels
-    from artdet.resize import resize_dataset
-    from artdet.split import assign_splits, write_split
-    from artdet.tfrecord import write_records
+    from artdet.prepare import prepare_dataset
 
     out = CACHE / "records-1000-320"
     if not (out / ".complete").exists():
         shutil.rmtree(out, ignore_errors=True)
-        samples = resize_dataset(generated_dataset(1000), out / "images", out / "manifest.json", max_side=320)
-        sides = assign_splits(samples, 0.2, seed=0)
-        write_split(samples, sides, out / "split.csv")
-        classes = build_classes(None, [o["name"] for s in samples for o in s.objects])
-        write_label_map(classes, out / "label_map.pbtxt")
-        ids = {n: i for i, n in enumerate(classes, 1)}
-        for split in ("train", "test"):
-            write_labels(samples, sides, split, out / f"{split}.csv")
-            write_records(out / f"{split}.csv", out / "split.csv", split, out / "images", ids, out / f"{split}.record")
+        prepare_dataset(generated_dataset(1000), out, max_side=320)
         (out / ".complete").write_text("ok\n")
     return out / "train.record", out / "test.record", 4
 

@@ -1,13 +1,22 @@
 # Shared helpers: where the data is and which models to build.
 
+import sys
+
+from snakemake.settings.types import DeploymentMethod
+
 from artdet.dataset import IMAGE_SUFFIXES
 
 # Rules run the package's command line (`python -m artdet ...`) with the interpreter on
 # PATH; this checkout's src/ goes on PYTHONPATH so that it imports in any environment
 # (the project's venv, or a conda env made by --sdm conda).
 # (The prefix is formatted like a shell command, hence the doubled braces.)
+# Without --sdm conda, `python` is the interpreter running Snakemake (e.g. .venv/bin/python),
+# even when the virtualenv is not activated.
 SRC = str(Path(workflow.basedir) / "src")
-shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+PREFIX = f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    PREFIX += f'export PATH="{Path(sys.executable).parent}:$PATH"; '
+shell.prefix(PREFIX)
 DATASET = Path(config["dataset"])
 DATA = "results/data"
 LOGS = "results/logs"

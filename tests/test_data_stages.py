@@ -173,10 +173,9 @@ def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
 
 
 def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
-    """Real LabelImg data: every image and box reaches the records."""
-    from artdet.label_map import build_classes
-    from artdet.split import read_split
-    from artdet.tfrecord import read_examples, write_records
+    """Real LabelImg data (images/ and annotations/ apart): every image and box reaches the records."""
+    from artdet.prepare import prepare_dataset
+    from artdet.tfrecord import read_examples
     from conftest import SHARED
 
     source = SHARED / "datasets" / "raccoon"
@@ -184,27 +183,15 @@ def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
         pytest.fail(f"{source} is missing: the shared raccoon dataset is part of the test fixtures")
     local = tmp_path / "raccoon"
     shutil.copytree(source, local)
-    samples = resize_dataset(local, tmp_path / "out", tmp_path / "m.json", max_side=640, max_bytes=200_000)
-    sides = assign_splits(samples, 0.2, seed=0)
-    write_split(samples, sides, tmp_path / "split.csv")
-    classes = build_classes(None, [o["name"] for s in samples for o in s.objects])
-    ids = {name: i for i, name in enumerate(classes, 1)}
-    total = 0
-    for split in ("train", "test"):
-        write_labels(samples, sides, split, tmp_path / f"{split}.csv")
-        total += write_records(
-            tmp_path / f"{split}.csv",
-            tmp_path / "split.csv",
-            split,
-            tmp_path / "out",
-            ids,
-            tmp_path / f"{split}.record",
-        )
+    counts = prepare_dataset(local, tmp_path / "out", max_side=640)
+    assert counts["train"] + counts["test"] == 200
     boxes = sum(
-        len(ex["image/object/class/label"]) for s in ("train", "test") for ex in read_examples(tmp_path / f"{s}.record")
+        len(ex["image/object/class/label"])
+        for s in ("train", "test")
+        for ex in read_examples(tmp_path / "out" / f"{s}.record")
     )
-    assert total == len(read_split(tmp_path / "split.csv")) == 200
     assert boxes == 217
+    assert read_label_map(tmp_path / "out" / "label_map.pbtxt") == {1: "raccoon"}
 
 
 def test_find_pairs_across_images_and_annotations_folders(tmp_path: Path) -> None:

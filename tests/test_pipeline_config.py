@@ -52,7 +52,7 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
     out = tmp_path / "m" / "pipeline.yaml"
     write_pipeline(_model(preset="faster_rcnn", train_steps=12), 3, ["/t.record"], ["/v.record"], out)
     assert yaml.safe_load(out.read_text())["artdet"]["experiment"] == "maskrcnn_mobilenet_coco"
-    params, experiment = load_params(out)
-    assert experiment == "maskrcnn_mobilenet_coco"
+    params, header = load_params(out)
+    assert header == {"experiment": "maskrcnn_mobilenet_coco", "preset": "faster_rcnn", "bn_recalibration_batches": 50}
     assert params.trainer.train_steps == 12
     assert params.task.model.num_classes == 4
