@@ -7,15 +7,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
-from workflow_helpers import snakemake
+from workflow_helpers import snakemake, snakemake_command
 
 RESUME_CONFIG = {
     "dataset": "photos",
@@ -54,20 +52,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_interrupted_training_resumes_from_its_last_checkpoint(workdir: Path, venv_env: dict) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        SUMMARY,
-    ]
+    command = snakemake_command(workdir, SUMMARY)
     process = subprocess.Popen(
         command, env=venv_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -10,8 +10,9 @@ from pathlib import Path
 from conftest import ROOT
 
 
-def snakemake(workdir: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command line that runs the project's Snakefile in ``workdir`` with its config.yaml."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -27,7 +28,10 @@ def snakemake(workdir: Path, env: dict, *args: str, check: bool = True) -> subpr
         "--resources",
         "gpu=1",
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
+
+
+def snakemake(workdir: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(snakemake_command(workdir, *args), env=env, capture_output=True, text=True, timeout=1500)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
