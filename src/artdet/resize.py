@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import shutil
 from pathlib import Path
 
 from PIL import Image
@@ -22,10 +21,11 @@ from artdet.voc import read_voc
 log = logging.getLogger(__name__)
 
 
-def _load_rgb(path: Path) -> Image.Image:
+def _load_rgb(path: Path, size: tuple[int, int]) -> Image.Image:
+    """The image as 8-bit RGB; a JPEG is decoded at the smallest power-of-two scale not below ``size``."""
     image = Image.open(path)
     if image.format == "JPEG":
-        image.draft("RGB", (image.width, image.height))
+        image.draft(image.mode, size)
     if image.mode in {"RGBA", "LA", "P", "PA"}:
         rgba = image.convert("RGBA")
         white = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -96,19 +96,17 @@ def resize_dataset(
         fits = scale == 1.0 and fmt == "JPEG" and image_path.stat().st_size <= max_bytes
         if fits:
             target = out_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(image_path, target)
+            data = image_path.read_bytes()
             new_w, new_h = width, height
         else:
-            image = _load_rgb(image_path)
-            # draft() may already have shrunk the JPEG by a power of two.
             new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+            image = _load_rgb(image_path, (new_w, new_h))
             if image.size != (new_w, new_h):
-                image = image.resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+                image = image.resize((new_w, new_h), Image.Resampling.LANCZOS)
             target = (out_dir / relative).with_suffix(".jpg")
-            target.parent.mkdir(parents=True, exist_ok=True)
             data, (new_w, new_h) = _encode(image, max_bytes, quality)
-            target.write_bytes(data)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
         sx, sy = new_w / width, new_h / height
         objects = []
         if annotation is not None:
@@ -132,7 +130,7 @@ def resize_dataset(
                 width=new_w,
                 height=new_h,
                 objects=objects,
-                sha1=hashlib.sha1(target.read_bytes()).hexdigest(),
+                sha1=hashlib.sha1(data).hexdigest(),
             )
         )
     write_manifest(samples, manifest)
