@@ -27,9 +27,26 @@ include: "rules/export.smk"
 include: "rules/evaluate.smk"
 
 
+# `snakemake data`: only the data stages (TFRecords, report, statistics, tables).
+rule data:
+    input:
+        shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
+        shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
+        f"{DATA}/label_map.pbtxt",
+        f"{DATA}/validation_report.md",
+        f"{DATA}/stats/stats.json",
+        f"{DATA}/split.csv",
+        (
+            expand(f"{DATA}/{{split}}.record", split=["train", "test"])
+            if config["records"]["unsharded"]
+            else []
+        ),
+
+
 rule all:
     default_target: True
     input:
+        rules.data.input,
         expand("results/{model}/metrics.json", model=config["train_models"]),
         expand("results/{model}/precision_recall.png", model=config["train_models"]),
         expand("results/{model}/training_loss.png", model=config["train_models"]),

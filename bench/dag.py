@@ -1,12 +1,14 @@
 """Snakemake planning and rebuild costs: `snakemake -n`, no-op reruns, and adding one image.
 
 Each dataset is a folder of symbolic links to a cached generated dataset, so that
-adding an image does not touch the cache.
+adding an image does not touch the cache. The data stages run in 16 shards; adding
+one image must plan one job per per-shard stage plus the dataset-wide summaries.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -17,7 +19,8 @@ import yaml
 
 from common import ROOT, generated_dataset, median, run, save
 
-DATA_TARGETS = ["results/data/train.record", "results/data/test.record", "results/data/label_map.pbtxt"]
+DATA_TARGETS = ["data"]
+SHARDS = 16
 
 
 def snakemake(workdir: Path, *args: str) -> tuple[float, str]:
@@ -41,6 +44,14 @@ def snakemake(workdir: Path, *args: str) -> tuple[float, str]:
     return time.perf_counter() - start, result.stdout + result.stderr
 
 
+def planned(text: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's job stats table."""
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats:") : text.index("\ntotal")]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
 def job_count(text: str) -> int:
     if "Nothing to be done" in text:
         return 0
@@ -62,6 +73,7 @@ def measure(count: int) -> dict:
         config = yaml.safe_load((ROOT / "config.yaml").read_text())
         config["dataset"] = str(photos)
         config["resize"] = {"max_side": 1280, "max_bytes": 200000}
+        config["records"] = {"shards": SHARDS, "unsharded": False}
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
         plan = median([snakemake(workdir, "-n", *DATA_TARGETS)[0] for _ in range(3)])
@@ -73,6 +85,7 @@ def measure(count: int) -> dict:
         shutil.copy(source / "gallery_00000.xml", photos / "added.xml")
         _, text = snakemake(workdir, "-n", *DATA_TARGETS)
         jobs_after_add = job_count(text)
+        plan_after_add = planned(text)
         rebuild, _ = snakemake(workdir, *DATA_TARGETS)
         return {
             "images": count,
@@ -80,7 +93,9 @@ def measure(count: int) -> dict:
             "full_data_build_s": round(full, 1),
             "noop_dry_run_s": round(noop_plan, 2),
             "noop_run_s": round(noop_run, 2),
+            "shards": SHARDS,
             "jobs_after_adding_one_image": jobs_after_add,
+            "plan_after_adding_one_image": plan_after_add,
             "rebuild_after_adding_one_image_s": round(rebuild, 1),
             "rebuild_fraction_of_full": round(rebuild / full, 3),
         }

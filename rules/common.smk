@@ -4,7 +4,11 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
-from artdet.dataset import IMAGE_SUFFIXES
+import json
+
+from artdet.classes import discover_classes, scan_names
+from artdet.dataset import IMAGE_SUFFIXES, shard_name, shard_of
+from artdet.split import PinsError, read_pins
 
 # Rules run the package's command line (`python -m artdet ...`) with the interpreter on
 # PATH; this checkout's src/ goes on PYTHONPATH so that it imports in any environment
@@ -29,19 +33,77 @@ if unknown_models:
     )
 
 
-def dataset_files():
-    """Every image and XML file under the dataset folder; adding one reruns the data stages."""
-    if not DATASET.is_dir():
-        raise WorkflowError(
-            f"dataset folder {DATASET} does not exist: set 'dataset:' in config.yaml, pass "
-            f"--config dataset=PATH, or generate the demo with `artdet demo-data {DATASET}`"
-        )
-    wanted = IMAGE_SUFFIXES | {".xml"}
-    return sorted(
-        str(p)
-        for p in DATASET.rglob("*")
-        if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")
-    )
+SHARDS = config["records"]["shards"]
+SHARD_NAMES = [shard_name(index, SHARDS) for index in range(SHARDS)]
+
+
+def _dataset_index():
+    """Every image and XML file under the dataset folder, by shard (computed once)."""
+    if "index" not in _dataset_index.__dict__:
+        if not DATASET.is_dir():
+            raise WorkflowError(
+                f"dataset folder {DATASET} does not exist: set 'dataset:' in config.yaml, pass "
+                f"--config dataset=PATH, or generate the demo with `artdet demo-data {DATASET}`"
+            )
+        wanted = IMAGE_SUFFIXES | {".xml"}
+        index = {name: [] for name in SHARD_NAMES}
+        for path in sorted(DATASET.rglob("*")):
+            if (
+                path.is_file()
+                and path.suffix.lower() in wanted
+                and not path.name.startswith(".")
+            ):
+                index[SHARD_NAMES[shard_of(path.stem, SHARDS)]].append(str(path))
+        _dataset_index.index = index
+    return _dataset_index.index
+
+
+def shard_files(wildcards):
+    """The images and XML files of one shard: adding a file reruns only its shard."""
+    return _dataset_index()[wildcards.shard]
+
+
+def label_map_classes():
+    """config.yaml's classes, or those found in the XML files (cached, so a no-op run stays fast)."""
+    if config.get("classes"):
+        return list(config["classes"])
+    xmls = [
+        f
+        for files in _dataset_index().values()
+        for f in files
+        if f.lower().endswith(".xml")
+    ]
+    return discover_classes(scan_names(xmls, Path(".snakemake/artdet/xml_names.json")))
+
+
+def _pins():
+    path = config["split"].get("pins")
+    if not path:
+        return {}
+    try:
+        return read_pins(path)
+    except FileNotFoundError:
+        raise WorkflowError(f"split.pins: file {path} does not exist")
+    except PinsError as exc:
+        raise WorkflowError(str(exc))
+
+
+PINS = _pins()
+
+
+def shard_pins(wildcards):
+    """The pins of one shard's images as JSON (a changed pin reruns only its shard)."""
+    own = {
+        k: v
+        for k, v in PINS.items()
+        if SHARD_NAMES[shard_of(Path(k).stem, SHARDS)] == wildcards.shard
+    }
+    return json.dumps(own, sort_keys=True)
+
+
+def shard_outputs(pattern):
+    """``pattern`` (with {shard}) for every shard."""
+    return expand(pattern, shard=SHARD_NAMES)
 
 
 def model_config(wildcards):

@@ -4,7 +4,7 @@
 rule evaluate:
     input:
         model="results/{model}/saved_model",
-        test=f"{DATA}/test.record",
+        test=shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
     output:
         metrics="results/{model}/metrics.json",
         pr_plot=report(

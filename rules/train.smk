@@ -4,8 +4,8 @@
 rule pipeline_config:
     input:
         label_map=f"{DATA}/label_map.pbtxt",
-        train=f"{DATA}/train.record",
-        test=f"{DATA}/test.record",
+        train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
+        test=shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
     output:
         "results/{model}/pipeline.yaml",
     log:
@@ -15,17 +15,19 @@ rule pipeline_config:
     params:
         model=model_config,
     shell:
-        "python -m artdet pipeline-config --model-json {params.model:q} --label-map {input.label_map} "
-        "--train {input.train} --test {input.test} {output} > {log} 2>&1"
+        "python -m artdet pipeline-config {output} --model-json {params.model:q} "
+        "--label-map {input.label_map} --train {input.train} --test {input.test} > {log} 2>&1"
 
 
+# Training waits for the validation report, which fails a strict run with data warnings.
 # Checkpoints and TensorBoard events live in results/{model}/train/, which is not
 # a declared output: Snakemake keeps it after a failure, so a rerun resumes.
 rule train:
     input:
         pipeline="results/{model}/pipeline.yaml",
-        train=f"{DATA}/train.record",
-        test=f"{DATA}/test.record",
+        train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
+        test=shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
+        report=f"{DATA}/validation_report.json",
     output:
         "results/{model}/train/train_summary.json",
     log:

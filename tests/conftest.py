@@ -42,6 +42,7 @@ LEARNING_CONFIG = {
     "classes": [],
     "resize": {"max_side": 192, "max_bytes": 200000},
     "split": {"test_fraction": 0.2, "seed": 0},
+    "records": {"shards": 3},
     "train_models": ["tiny"],
     "models": {
         "tiny": {

@@ -12,36 +12,56 @@ from artdet.voc import Annotation, Box, write_voc
 
 
 def test_stages_chain_by_hand(demo_dir: Path, tmp_path: Path) -> None:
-    images, manifest = tmp_path / "images", tmp_path / "manifest.json"
-    assert main(["resize", str(demo_dir), str(images), str(manifest), "--max-side", "200"]) == 0
-    assert main(["split", str(manifest), str(tmp_path / "split.csv"), "--test-fraction", "0.3"]) == 0
-    assert main(["csv", str(manifest), str(tmp_path / "split.csv"), "train", str(tmp_path / "train.csv")]) == 0
+    """The workflow's per-shard commands, run by hand on one shard of two."""
+    shard = tmp_path / "shard"
+    validated, images, manifest = shard / "validated.json", shard / "images", shard / "manifest.json"
+    shard.mkdir()
+    assert main(["validate", str(demo_dir), "--shard", "1", "--shards", "2", "--out", str(validated)]) == 0
+    assert main(["resize", str(demo_dir), str(validated), str(images), str(manifest), "--max-side", "200"]) == 0
+    assert main(["split", str(manifest), str(shard / "split.csv"), "--test-fraction", "0.3"]) == 0
+    assert main(["csv", str(manifest), str(shard / "split.csv"), "--train", str(shard / "train.csv")]) == 0
+    classes = ["portrait", "landscape", "abstract", "nocturne"]
+    assert main(["label-map", str(tmp_path / "map.pbtxt"), "--classes", *classes]) == 0
+    assert (tmp_path / "map.pbtxt").read_text().startswith("item {\n  id: 1\n  name: 'portrait'")
+    record = tmp_path / "train-00001-of-00002.tfrecord"
     assert (
         main(
             [
-                "label-map",
+                "tfrecord",
                 str(manifest),
+                str(shard / "split.csv"),
+                str(images),
                 str(tmp_path / "map.pbtxt"),
-                "--classes",
-                "portrait",
-                "landscape",
-                "abstract",
-                "nocturne",
+                "--train",
+                str(record),
             ]
         )
         == 0
     )
-    assert (tmp_path / "map.pbtxt").read_text().startswith("item {\n  id: 1\n  name: 'portrait'")
+    assert main(["data-report", str(shard), "--json", str(tmp_path / "r.json"), "--md", str(tmp_path / "r.md")]) == 0
     entries = json.loads(manifest.read_text())
-    assert len(entries) == 40 and all(max(e["width"], e["height"]) == 200 for e in entries)
+    assert 5 < len(entries) < 35 and all(max(e["width"], e["height"]) == 200 for e in entries)
+    assert f"| images | {len(entries)} | {len(entries)} | 0 |" in (tmp_path / "r.md").read_text()
+    assert (
+        main(["stats", str(shard), "--label-map", str(tmp_path / "map.pbtxt"), "--out-dir", str(tmp_path / "st")]) == 0
+    )
+    stats = json.loads((tmp_path / "st" / "stats.json").read_text())
+    assert stats["images"]["total"] == len(entries)
+    assert stats["boxes"] == sum(len(e["objects"]) for e in entries)
+
+
+def test_validate_alone_prints_the_report(demo_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(["validate", str(demo_dir), "--report", str(tmp_path / "report.json")]) == 0
+    out = capsys.readouterr().out
+    assert "# Dataset validation report" in out and "| images | 40 | 40 | 0 |" in out
+    assert json.loads((tmp_path / "report.json").read_text())["totals"]["images_found"] == 40
+    assert (tmp_path / "report.md").read_text().strip() == out.strip()
 
 
 def test_unknown_label_is_reported_with_exit_2(demo_dir: Path, tmp_path: Path, capsys) -> None:
-    manifest = tmp_path / "manifest.json"
-    main(["resize", str(demo_dir), str(tmp_path / "images"), str(manifest)])
-    assert main(["label-map", str(manifest), str(tmp_path / "map.pbtxt"), "--classes", "portrait"]) == 2
+    assert main(["validate", str(demo_dir), "--out", str(tmp_path / "v.json"), "--classes", "portrait"]) == 2
     err = capsys.readouterr().err
-    assert "artdet label-map: error:" in err and "'abstract'" in err
+    assert "artdet validate: error: labels not in config.yaml" in err and "'abstract' in gallery_" in err
 
 
 def test_broken_annotation_names_the_file(tmp_path: Path, capsys) -> None:
@@ -52,7 +72,7 @@ def test_broken_annotation_names_the_file(tmp_path: Path, capsys) -> None:
     Image.new("RGB", (50, 40)).save(data / "a.jpg")
     write_voc(Annotation("a.jpg", 50, 40, boxes=[Box("x", 1, 1, 20, 20)]), data / "a.xml")
     (data / "a.xml").write_text((data / "a.xml").read_text().replace("<xmin>1</xmin>", "<xmin>left</xmin>"))
-    assert main(["resize", str(data), str(tmp_path / "out"), str(tmp_path / "m.json")]) == 2
+    assert main(["validate", str(data), "--out", str(tmp_path / "v.json")]) == 2
     assert f"{data / 'a.xml'}: object 0 ('x') has a coordinate that is not a number" in capsys.readouterr().err
 
 

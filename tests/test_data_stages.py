@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from artdet.classes import discover_classes
 from artdet.dataset import DatasetError, Sample, find_pairs, read_manifest
-from artdet.label_map import build_classes, format_label_map, read_label_map, write_label_map
-from artdet.labels_csv import CSV_COLUMNS, write_labels
-from artdet.resize import resize_dataset
-from artdet.split import assign_splits, write_split
+from artdet.label_map import format_label_map, read_label_map, write_label_map
+from artdet.labels_csv import CSV_COLUMNS, merge_csv, write_labels
+from artdet.resize import resize_images
+from artdet.split import assign_splits
+from artdet.validate import validate_dataset
 from artdet.voc import Annotation, Box, write_voc
+
+
+def resize_dataset(src: Path, out: Path, manifest: Path, **limits) -> list[Sample]:
+    """Validate then resize, as the workflow's first two stages do."""
+    return resize_images(src, validate_dataset(src), out, manifest, **limits)
 
 
 def _photo(path: Path, size: tuple[int, int], fmt: str = "JPEG", mode: str = "RGB") -> None:
@@ -70,25 +78,17 @@ def test_resize_meets_the_byte_budget(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "noisy.jpg").stat().st_size <= 120_000
 
 
-def test_resize_clips_boxes_and_drops_empty_ones(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    _photo(src / "a.jpg", (100, 100))
-    boxes = [Box("a", 90, 80, -5, 120), Box("b", 150, 10, 160, 20)]
-    write_voc(Annotation("a.jpg", 100, 100, boxes=boxes), src / "a.xml")
-    (sample,) = resize_dataset(src, tmp_path / "out", tmp_path / "m.json", max_side=100)
-    assert sample.objects == [
-        {"name": "a", "xmin": 0.0, "ymin": 80.0, "xmax": 90.0, "ymax": 100.0, "difficult": False, "truncated": False}
-    ]
-    assert "object 1 (b) has no area inside the image; dropped" in caplog.text
-
-
 def _samples(n: int, offset: int = 0) -> list[Sample]:
     import hashlib
 
     return [
         Sample(
-            image=f"img{i}.jpg", annotation=None, width=10, height=10, sha1=hashlib.sha1(str(i).encode()).hexdigest()
+            image=f"img{i}.jpg",
+            annotation=None,
+            width=10,
+            height=10,
+            sha1=hashlib.sha1(str(i).encode()).hexdigest(),
+            dhash=hashlib.sha1(f"d{i}".encode()).hexdigest()[:16],
         )
         for i in range(offset, offset + n)
     ]
@@ -104,9 +104,24 @@ def test_split_is_stable_when_images_are_added() -> None:
     assert reseeded != first
 
 
-def test_split_puts_at_least_one_image_on_each_side() -> None:
-    sides = assign_splits(_samples(3), 0.2, seed=0)
-    assert sorted(set(sides.values())) == ["test", "train"]
+def test_split_keeps_identical_perceptual_hashes_together_and_obeys_pins() -> None:
+    samples = _samples(300)
+    for copy in samples[100:110]:  # ten re-saved copies of image 0
+        copy.dhash, copy.sha1 = samples[0].dhash, copy.sha1
+    sides = assign_splits(samples, 0.2, seed=0)
+    assert len({sides[s.image] for s in [samples[0], *samples[100:110]]}) == 1
+    other = "train" if sides["img5.jpg"] == "test" else "test"
+    pinned = assign_splits(samples, 0.2, seed=0, pins={"img5.jpg": other})
+    assert pinned["img5.jpg"] == other
+    assert {k: v for k, v in pinned.items() if k != "img5.jpg"} == {k: v for k, v in sides.items() if k != "img5.jpg"}
+
+
+def test_flat_images_fall_back_to_the_byte_hash() -> None:
+    samples = _samples(200)
+    for s in samples:
+        s.dhash = "0" * 16  # uniform images: their dHash says nothing
+    fraction = sum(side == "test" for side in assign_splits(samples, 0.2, seed=0).values()) / 200
+    assert 0.1 < fraction < 0.3
 
 
 def test_labels_csv_has_tutorial_columns(tmp_path: Path) -> None:
@@ -121,13 +136,21 @@ def test_labels_csv_has_tutorial_columns(tmp_path: Path) -> None:
 
 
 def test_label_map_ids_from_one_in_stable_order(tmp_path: Path) -> None:
-    assert build_classes(None, ["b", "a", "b"]) == ["a", "b"]
-    assert build_classes(["b", "a"], ["a"]) == ["b", "a"]
-    with pytest.raises(ValueError, match=r"\['c'\] are used in the data but not listed"):
-        build_classes(["a"], ["a", "c"])
+    assert discover_classes(["b", "a", "b"]) == ["a", "b"]
+    assert discover_classes(["Raccoon", "raccoon ", "raccoon", " RACCOON"]) == ["raccoon"]
     write_label_map(["Mona Lisa", "it's"], tmp_path / "map.pbtxt")
     assert format_label_map(["x"]) == "item {\n  id: 1\n  name: 'x'\n}\n"
     assert read_label_map(tmp_path / "map.pbtxt") == {1: "Mona Lisa", 2: "it's"}
+
+
+def test_merge_csv_keeps_one_header(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "b.csv").write_text("x,y\n3,4\n5,6\n")
+    assert merge_csv([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "m.csv") == 3
+    assert (tmp_path / "m.csv").read_text() == "x,y\n1,2\n3,4\n5,6\n"
+    (tmp_path / "c.csv").write_text("z\n7\n")
+    with pytest.raises(ValueError, match=r"c\.csv: its header differs"):
+        merge_csv([tmp_path / "a.csv", tmp_path / "c.csv"], tmp_path / "m.csv")
 
 
 def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
@@ -151,11 +174,7 @@ def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
         Sample("neg.jpg", None, 200, 100, [], sha1="cd" * 20),
     ]
     sides = {"pos.jpg": "train", "neg.jpg": "train"}
-    write_split(samples, sides, tmp_path / "split.csv")
-    write_labels(samples, sides, "train", tmp_path / "train.csv")
-    count = write_records(
-        tmp_path / "train.csv", tmp_path / "split.csv", "train", images, {"a": 1, "b": 2}, tmp_path / "train.record"
-    )
+    count = write_records(samples, sides, "train", images, {"a": 1, "b": 2}, tmp_path / "train.record")
     assert count == 2
     pos, neg = read_examples(tmp_path / "train.record")
     assert pos["image/filename"] == b"pos.jpg" and pos["image/width"] == 200
@@ -167,9 +186,7 @@ def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
     assert neg["image/object/class/label"].size == 0
 
     with pytest.raises(ValueError, match=r"pos\.jpg: labels \['b'\] are not in the label map"):
-        write_records(
-            tmp_path / "train.csv", tmp_path / "split.csv", "train", images, {"a": 1}, tmp_path / "bad.record"
-        )
+        write_records(samples, sides, "train", images, {"a": 1}, tmp_path / "bad.record")
 
 
 def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
@@ -183,15 +200,23 @@ def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
         pytest.fail(f"{source} is missing: the shared raccoon dataset is part of the test fixtures")
     local = tmp_path / "raccoon"
     shutil.copytree(source, local)
-    counts = prepare_dataset(local, tmp_path / "out", max_side=640)
+    counts = prepare_dataset(local, tmp_path / "out", max_side=640, shards=3)
     assert counts["train"] + counts["test"] == 200
-    boxes = sum(
-        len(ex["image/object/class/label"])
-        for s in ("train", "test")
-        for ex in read_examples(tmp_path / "out" / f"{s}.record")
-    )
-    assert boxes == 217
+    examples = [ex for s in ("train", "test") for ex in read_examples(tmp_path / "out" / f"{s}.record")]
+    assert sum(len(ex["image/object/class/label"]) for ex in examples) == 217
     assert read_label_map(tmp_path / "out" / "label_map.pbtxt") == {1: "raccoon"}
+    # The three grey-scale JPEGs are converted to RGB, and the report says so.
+    report = json.loads((tmp_path / "out" / "validation_report.json").read_text())
+    assert report["accounted"] and report["totals"]["boxes_written"] == 217
+    grey = {row["file"] for row in report["issues"]["image_converted"]}
+    assert grey == {"images/raccoon-150.jpg", "images/raccoon-152.jpg", "images/raccoon-161.jpg"}
+    for ex in examples:
+        if ex["image/filename"].decode() in {"images/raccoon-150.jpg", "images/raccoon-152.jpg"}:
+            assert Image.open(io.BytesIO(ex["image/encoded"])).mode == "RGB"
+    # The dataset holds re-saved copies of a few photos; each group sits on one side of the split.
+    groups = report["near_duplicates"]["groups"]
+    assert ["images/raccoon-116.jpg", "images/raccoon-11.jpg"] in groups
+    assert report["near_duplicates"]["across_split"] == []
 
 
 def test_find_pairs_across_images_and_annotations_folders(tmp_path: Path) -> None:

@@ -48,8 +48,20 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
         assert (results / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (results / "tiny" / "saved_model" / "saved_model.pb").exists()
     assert (results / "tiny" / "saved_model" / "label_map.pbtxt").exists()
-    for log in ("data/resize.log", "data/split.log", "tiny/train.log", "tiny/export.log", "tiny/evaluate.log"):
+    for log in (
+        "data/00000-of-00003/resize.log",
+        "data/00002-of-00003/split.log",
+        "tiny/train.log",
+        "tiny/export.log",
+        "tiny/evaluate.log",
+    ):
         assert (results / "logs" / log).stat().st_size > 0
+    report = json.loads((results / "data" / "validation_report.json").read_text())
+    assert report["totals"]["images_written"] == 48 and report["accounted"]
+    stats = json.loads((results / "data" / "stats" / "stats.json").read_text())
+    assert stats["images"]["test"] == len(test_images)
+    records = sorted(p.name for p in (results / "data" / "records").iterdir())
+    assert records == [f"{s}-0000{i}-of-00003.tfrecord" for s in ("test", "train") for i in range(3)]
 
 
 @pytest.mark.slow
@@ -68,6 +80,8 @@ def test_exported_model_runs_on_an_image(workflow_run: Path) -> None:
 
 @pytest.mark.slow
 def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_path: Path) -> None:
+    from artdet.split import read_split
+
     assert planned_jobs(workflow_run, venv_env) == {}
 
     # A copy, so the other tests keep a finished run.
@@ -87,10 +101,34 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
 
     config["models"]["tiny"]["train_steps"] -= 10
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    shutil.copy(work / "photos" / "gallery_00000.jpg", work / "photos" / "extra.jpg")
-    shutil.copy(work / "photos" / "gallery_00000.xml", work / "photos" / "extra.xml")
-    jobs = planned_jobs(work, venv_env)
-    assert {"resize", "split", "labels_csv", "tfrecord", "label_map", "train", "evaluate"} <= set(jobs)
+    before = {row["filename"]: row["split"] for row in read_split(work / "results" / "data" / "split.csv")}
+    from artdet.demo_data import generate
+
+    generate(tmp_path / "more", count=1, seed=99)
+    for suffix in (".jpg", ".xml"):
+        shutil.copy(tmp_path / "more" / f"gallery_00000{suffix}", work / "photos" / f"extra{suffix}")
+    # One shard reruns its five stages; the label map (same classes) does not.
+    assert planned_jobs(work, venv_env) == {
+        "validate": 1,
+        "resize": 1,
+        "split": 1,
+        "labels_csv": 1,
+        "tfrecord": 1,
+        "data_report": 1,
+        "merge_csv": 1,
+        "stats": 1,
+        "pipeline_config": 1,
+        "train": 1,
+        "export": 1,
+        "evaluate": 1,
+        "plot_training": 1,
+        "all": 1,
+    }
+    # Existing images keep their side of the split.
+    snakemake(work, venv_env, "results/data/split.csv")
+    after = {row["filename"]: row["split"] for row in read_split(work / "results" / "data" / "split.csv")}
+    assert set(after) == set(before) | {"extra.jpg"}
+    assert {name: after[name] for name in before} == before
 
 
 @pytest.mark.parametrize(
@@ -117,3 +155,26 @@ def test_missing_dataset_folder_is_named(tmp_path: Path, venv_env: dict) -> None
     result = snakemake(tmp_path, venv_env, check=False)
     assert result.returncode != 0
     assert "dataset folder nowhere does not exist" in result.stdout + result.stderr
+
+
+def test_strict_run_stops_at_validation_naming_the_file(tmp_path: Path, venv_env: dict) -> None:
+    from artdet.demo_data import generate
+
+    generate(tmp_path / "photos", count=4, seed=1)
+    xml = tmp_path / "photos" / "gallery_00001.xml"
+    text = xml.read_text()
+    start = text.index("<xmax>") + len("<xmax>")
+    xml.write_text(text[:start] + "9999" + text[text.index("</xmax>") :])
+    config = {**LEARNING_CONFIG, "strict": True, "records": {"shards": 1}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, venv_env, "results/data/validation_report.json", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "results" / "logs" / "data" / "00000-of-00001" / "validate.log").read_text()
+    assert "strict: 1 warning(s)" in log and "gallery_00001.xml object 0: box" in log and "clipped" in log
+    assert not (tmp_path / "results" / "data" / "shards" / "00000-of-00001" / "validated.json").exists()
+
+    config["strict"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, venv_env, "results/data/validation_report.json")
+    report = json.loads((tmp_path / "results" / "data" / "validation_report.json").read_text())
+    assert [row["file"] for row in report["issues"]["box_clipped"]] == ["gallery_00001.xml"]

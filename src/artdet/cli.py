@@ -12,8 +12,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from artdet.validate import Options
 
 log = logging.getLogger("artdet")
 
@@ -29,10 +33,65 @@ def _cmd_demo_data(args: argparse.Namespace) -> None:
     print(f"wrote {count} images with {boxes} boxes to {args.out}")
 
 
-def _cmd_resize(args: argparse.Namespace) -> None:
-    from artdet.resize import resize_dataset
+def _options(args: argparse.Namespace) -> Options:
+    from artdet.validate import Options
 
-    resize_dataset(args.dataset, args.images, args.manifest, max_side=args.max_side, max_bytes=args.max_bytes)
+    return Options(
+        classes=args.classes or None,
+        unknown_classes=args.unknown_classes,
+        negatives=args.negatives,
+        exif_boxes=args.exif_boxes,
+        strict=args.strict,
+    )
+
+
+def _cmd_validate(args: argparse.Namespace) -> None:
+    from artdet.dataset import shard_name
+    from artdet.validate import validate_dataset
+
+    options = _options(args)
+    if args.out:
+        validation = validate_dataset(args.dataset, options, shard=args.shard, shards=args.shards)
+        validation.write(args.out)
+        where = f"shard {shard_name(args.shard, args.shards)}" if args.shard is not None else "dataset"
+        log.info(
+            "%s: %d images, %d boxes, %d findings",
+            where,
+            len(validation.images),
+            validation.boxes_found,
+            len(validation.issues),
+        )
+        return
+    # Stand-alone check of a whole folder: the full pipeline into a scratch folder, then the report.
+    import tempfile
+
+    from artdet.prepare import prepare_dataset
+
+    with tempfile.TemporaryDirectory() as scratch:
+        prepare_dataset(args.dataset, scratch, max_side=args.max_side, options=options, pins=_pins(args))
+        report = Path(scratch) / "validation_report.md"
+        text = report.read_text()
+        if args.report:
+            Path(args.report).with_suffix(".md").write_text(text)
+            Path(args.report).with_suffix(".json").write_bytes((Path(scratch) / "validation_report.json").read_bytes())
+        print(text)
+
+
+def _pins(args: argparse.Namespace) -> dict[str, str]:
+    from artdet.split import read_pins
+
+    if getattr(args, "pins_json", None):
+        return json.loads(args.pins_json)
+    return read_pins(args.pins) if getattr(args, "pins", None) else {}
+
+
+def _cmd_resize(args: argparse.Namespace) -> None:
+    from artdet.resize import resize_images
+    from artdet.validate import Validation
+
+    resize_images(
+        args.dataset, Validation.read(args.validated), args.images, args.manifest, args.max_side, args.max_bytes
+    )
 
 
 def _cmd_split(args: argparse.Namespace) -> None:
@@ -40,8 +99,9 @@ def _cmd_split(args: argparse.Namespace) -> None:
     from artdet.split import assign_splits, write_split
 
     samples = read_manifest(args.manifest)
-    sides = assign_splits(samples, args.test_fraction, args.seed)
-    write_split(samples, sides, args.out)
+    pins = _pins(args)
+    sides = assign_splits(samples, args.test_fraction, args.seed, pins)
+    write_split(samples, sides, args.out, pins)
     test = sum(1 for side in sides.values() if side == "test")
     log.info("split %d images: %d train, %d test", len(sides), len(sides) - test, test)
 
@@ -51,28 +111,69 @@ def _cmd_csv(args: argparse.Namespace) -> None:
     from artdet.labels_csv import write_labels
     from artdet.split import read_split
 
+    samples = read_manifest(args.manifest)
     sides = {row["filename"]: row["split"] for row in read_split(args.split_csv)}
-    rows = write_labels(read_manifest(args.manifest), sides, args.split, args.out)
-    log.info("wrote %d %s boxes to %s", rows, args.split, args.out)
+    for split in ("train", "test"):
+        out = getattr(args, split)
+        if out:
+            rows = write_labels(samples, sides, split, out)
+            log.info("wrote %d %s boxes to %s", rows, split, out)
+
+
+def _cmd_merge_csv(args: argparse.Namespace) -> None:
+    from artdet.labels_csv import merge_csv
+
+    rows = merge_csv(args.inputs, args.out)
+    log.info("merged %d rows from %d files into %s", rows, len(args.inputs), args.out)
 
 
 def _cmd_label_map(args: argparse.Namespace) -> None:
-    from artdet.dataset import read_manifest
-    from artdet.label_map import build_classes, write_label_map
+    from artdet.label_map import write_label_map
+    from artdet.prepare import dataset_classes
 
-    found = [obj["name"] for sample in read_manifest(args.manifest) for obj in sample.objects]
-    classes = build_classes(args.classes or None, found)
+    classes = args.classes or dataset_classes(args.dataset) if args.dataset else args.classes
+    if not classes:
+        raise ValueError("no classes: list them with --classes, or pass a dataset folder with labelled objects")
     write_label_map(classes, args.out)
     log.info("label map with %d classes: %s", len(classes), ", ".join(classes))
 
 
 def _cmd_tfrecord(args: argparse.Namespace) -> None:
+    from artdet.dataset import read_manifest
     from artdet.label_map import read_label_map
+    from artdet.split import read_split
     from artdet.tfrecord import write_records
 
     class_ids = {name: ident for ident, name in read_label_map(args.label_map).items()}
-    count = write_records(args.labels_csv, args.split_csv, args.split, args.images, class_ids, args.out)
-    log.info("wrote %d %s examples to %s", count, args.split, args.out)
+    samples = read_manifest(args.manifest)
+    sides = {row["filename"]: row["split"] for row in read_split(args.split_csv)}
+    for split in ("train", "test"):
+        out = getattr(args, split)
+        if out:
+            count = write_records(samples, sides, split, args.images, class_ids, out)
+            log.info("wrote %d %s examples to %s", count, split, out)
+
+
+def _cmd_merge_records(args: argparse.Namespace) -> None:
+    from artdet.tfrecord import concat_records
+
+    concat_records(args.inputs, args.out)
+    log.info("joined %d TFRecord files into %s", len(args.inputs), args.out)
+
+
+def _cmd_data_report(args: argparse.Namespace) -> None:
+    from artdet.data_report import build_report, write_report
+
+    report = build_report(args.shards, near_duplicate_distance=args.near_duplicate_distance, pins=_pins(args))
+    write_report(report, args.json, args.md, strict=args.strict)
+
+
+def _cmd_stats(args: argparse.Namespace) -> None:
+    from artdet.label_map import read_label_map
+    from artdet.stats import write_stats
+
+    stats = write_stats(args.shards, list(read_label_map(args.label_map).values()), args.out_dir)
+    log.info("%d images, %d boxes; statistics in %s", stats["images"]["total"], stats["boxes"], args.out_dir)
 
 
 def _cmd_pipeline_config(args: argparse.Namespace) -> None:
@@ -81,7 +182,9 @@ def _cmd_pipeline_config(args: argparse.Namespace) -> None:
 
     model = json.loads(args.model_json)
     num_classes = len(read_label_map(args.label_map))
-    write_pipeline(model, num_classes, [str(Path(args.train).resolve())], [str(Path(args.test).resolve())], args.out)
+    train = [str(Path(p).resolve()) for p in args.train]
+    test = [str(Path(p).resolve()) for p in args.test]
+    write_pipeline(model, num_classes, train, test, args.out)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -106,7 +209,7 @@ def _cmd_export_tflite(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from artdet.evaluate import evaluate
 
-    metrics = evaluate(args.model, args.test_record, args.metrics, args.pr_plot)
+    metrics = evaluate(args.model, args.test_records, args.metrics, args.pr_plot)
     log.info("AP %.3f  AP50 %.3f  AP75 %.3f", metrics["AP"], metrics["AP50"], metrics["AP75"])
 
 
@@ -154,48 +257,99 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="read count and seed from the 'demo:' section of this config.yaml")
     p.set_defaults(func=_cmd_demo_data)
 
-    p = sub.add_parser("resize", help="resize images to the limits and rescale their boxes")
+    def data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--classes", nargs="*", default=None, help="label-map classes in order (default: found)")
+        p.add_argument("--unknown-classes", choices=["error", "ignore"], default="error")
+        p.add_argument("--negatives", choices=["keep", "drop"], default="keep", help="images without XML")
+        p.add_argument(
+            "--exif-boxes",
+            choices=["auto", "stored", "oriented"],
+            default="auto",
+            help="which pixels the boxes of EXIF-rotated images refer to",
+        )
+        p.add_argument("--strict", action="store_true", help="fail on any warning")
+
+    p = sub.add_parser("validate", help="check and repair a labelled dataset; report every finding")
     p.add_argument("dataset", help="folder of images and LabelImg XML, searched recursively")
+    p.add_argument("--out", help="write the validated images of the dataset (or of --shard) as JSON")
+    p.add_argument("--shard", type=int, help="validate only this shard (0-based)")
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--report", help="without --out: write the report here (.json and .md)")
+    p.add_argument("--max-side", type=int, default=1280)
+    p.add_argument("--pins", help="pins file (image,train|test per line)")
+    data_options(p)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("resize", help="resize validated images to the limits and rescale their boxes")
+    p.add_argument("dataset", help="the dataset folder the validated paths are relative to")
+    p.add_argument("validated", help="JSON written by `artdet validate --out`")
     p.add_argument("images", help="output folder for the resized images")
     p.add_argument("manifest", help="output JSON listing every image and its boxes")
     p.add_argument("--max-side", type=int, default=1280)
     p.add_argument("--max-bytes", type=int, default=200_000)
     p.set_defaults(func=_cmd_resize)
 
-    p = sub.add_parser("split", help="assign each image to train or test by content hash")
+    p = sub.add_parser("split", help="assign each image to train or test by its content")
     p.add_argument("manifest")
     p.add_argument("out")
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pins", help="pins file (image,train|test per line)")
+    p.add_argument("--pins-json", help="pins as a JSON object {image: side}")
     p.set_defaults(func=_cmd_split)
 
-    p = sub.add_parser("csv", help="write the tutorial's <split>_labels.csv")
+    p = sub.add_parser("csv", help="write the tutorial's train_labels.csv / test_labels.csv")
     p.add_argument("manifest")
     p.add_argument("split_csv")
-    p.add_argument("split", choices=["train", "test"])
-    p.add_argument("out")
+    p.add_argument("--train", help="output CSV of the train split")
+    p.add_argument("--test", help="output CSV of the test split")
     p.set_defaults(func=_cmd_csv)
 
-    p = sub.add_parser("label-map", help="generate label_map.pbtxt from the classes")
-    p.add_argument("manifest")
+    p = sub.add_parser("merge-csv", help="join CSV files with one header (shards into one table)")
     p.add_argument("out")
-    p.add_argument("--classes", nargs="*", default=None, help="class order (default: sorted names found)")
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=_cmd_merge_csv)
+
+    p = sub.add_parser("label-map", help="generate label_map.pbtxt from the classes")
+    p.add_argument("out")
+    p.add_argument("--classes", nargs="*", default=None, help="class order")
+    p.add_argument("--dataset", help="without --classes: use the classes found in this folder's XML")
     p.set_defaults(func=_cmd_label_map)
 
-    p = sub.add_parser("tfrecord", help="write a TFRecord of one split")
-    p.add_argument("labels_csv")
+    p = sub.add_parser("tfrecord", help="write the TFRecords of one shard")
+    p.add_argument("manifest")
     p.add_argument("split_csv")
-    p.add_argument("split", choices=["train", "test"])
     p.add_argument("images")
     p.add_argument("label_map")
-    p.add_argument("out")
+    p.add_argument("--train", help="output TFRecord of the train split")
+    p.add_argument("--test", help="output TFRecord of the test split")
     p.set_defaults(func=_cmd_tfrecord)
+
+    p = sub.add_parser("merge-records", help="join TFRecord files (shards into train.record)")
+    p.add_argument("out")
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=_cmd_merge_records)
+
+    p = sub.add_parser("data-report", help="the dataset's validation report from its shards")
+    p.add_argument("shards", nargs="+", help="shard folders (validated.json, manifest.json, split.csv)")
+    p.add_argument("--json", required=True)
+    p.add_argument("--md", required=True)
+    p.add_argument("--near-duplicate-distance", type=int, default=6)
+    p.add_argument("--pins", help="pins file, to check that every pinned image exists")
+    p.add_argument("--strict", action="store_true", help="fail on any warning")
+    p.set_defaults(func=_cmd_data_report)
+
+    p = sub.add_parser("stats", help="dataset statistics, plots and a contact sheet")
+    p.add_argument("shards", nargs="+", help="shard folders (manifest.json, split.csv, images/)")
+    p.add_argument("--label-map", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser("pipeline-config", help="render the Model Garden experiment config")
     p.add_argument("--model-json", required=True, help="one model entry of config.yaml, as JSON")
     p.add_argument("--label-map", required=True)
-    p.add_argument("--train", required=True, help="training TFRecord")
-    p.add_argument("--test", required=True, help="test TFRecord")
+    p.add_argument("--train", required=True, nargs="+", help="training TFRecord files")
+    p.add_argument("--test", required=True, nargs="+", help="test TFRecord files")
     p.add_argument("out")
     p.set_defaults(func=_cmd_pipeline_config)
 
@@ -218,9 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["float32", "float16"], default="float32")
     p.set_defaults(func=_cmd_export_tflite)
 
-    p = sub.add_parser("evaluate", help="COCO metrics of an exported model on a TFRecord")
+    p = sub.add_parser("evaluate", help="COCO metrics of an exported model on TFRecords")
     p.add_argument("model", help="exported SavedModel folder")
-    p.add_argument("test_record")
+    p.add_argument("test_records", nargs="+", help="TFRecord files of the test split")
     p.add_argument("--metrics", required=True, help="output metrics.json")
     p.add_argument("--pr-plot", required=True, help="output precision-recall PNG")
     p.set_defaults(func=_cmd_evaluate)

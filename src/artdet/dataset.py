@@ -6,6 +6,7 @@ the XML's ``<filename>`` or ``<path>``, which point at the labeller's machine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,15 +28,33 @@ class Sample:
     height: int
     objects: list[dict] = field(default_factory=list)
     sha1: str = ""
+    source: str = ""
+    source_sha1: str = ""
+    dhash: str = ""
 
 
-def find_pairs(root: str | Path) -> list[tuple[Path, Path | None]]:
+def shard_of(stem: str, shards: int) -> int:
+    """The shard (0..shards-1) of every file with this stem: an image and its XML share one.
+
+    It depends on the name alone, so the workflow knows each shard's files
+    before it reads them, and adding a file changes one shard only.
+    """
+    return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) % shards
+
+
+def shard_name(index: int, shards: int) -> str:
+    """``00003-of-00016``: the TF convention for the index and count of shards."""
+    return f"{index:05d}-of-{shards:05d}"
+
+
+def find_pairs(root: str | Path, shard: int | None = None, shards: int = 1) -> list[tuple[Path, Path | None]]:
     """Return (image, xml-or-None) pairs under ``root``, searched recursively, sorted.
 
     An XML file pairs with the image at the same relative path, else with the
     one image of the same stem anywhere under ``root`` (LabelImg users often
     keep ``images/`` and ``annotations/`` apart). An XML file that pairs with
-    no image is an error naming the file.
+    no image is an error naming the file. With ``shard``, only the files of
+    that shard (see :func:`shard_of`) are paired.
     """
     root = Path(root)
     if not root.is_dir():
@@ -46,6 +65,8 @@ def find_pairs(root: str | Path) -> list[tuple[Path, Path | None]]:
         if not path.is_file() or path.name.startswith("."):
             continue
         suffix = path.suffix.lower()
+        if shard is not None and suffix in IMAGE_SUFFIXES | {".xml"} and shard_of(path.stem, shards) != shard:
+            continue
         if suffix in IMAGE_SUFFIXES:
             key = path.relative_to(root).with_suffix("")
             if key in images:

@@ -28,8 +28,13 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
     return PALETTE[(max(class_id, 1) - 1) % len(PALETTE)]
 
 
-def draw_detections(image: np.ndarray, detections: Sequence[Detection], caption: str | None = None) -> np.ndarray:
-    """A copy of the RGB ``image`` with the detections (and an optional caption) drawn on it."""
+def draw_detections(
+    image: np.ndarray, detections: Sequence[Detection], caption: str | None = None, scores: bool = True
+) -> np.ndarray:
+    """A copy of the RGB ``image`` with the detections (and an optional caption) drawn on it.
+
+    ``scores=False`` labels boxes with the class only (for ground truth).
+    """
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     width = max(2, round(max(canvas.size) / 300))
@@ -38,7 +43,7 @@ def draw_detections(image: np.ndarray, detections: Sequence[Detection], caption:
         colour = class_colour(det.class_id)
         x0, y0, x1, y1 = det.box
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
-        label = f"{det.class_name} {det.score:.2f}"
+        label = f"{det.class_name} {det.score:.2f}" if scores else det.class_name
         left, top, right, bottom = draw.textbbox((x0, y0), label, font=font)
         top_y = y0 - (bottom - top) - 4 if y0 - (bottom - top) - 4 >= 0 else y0
         draw.rectangle((x0, top_y, x0 + (right - left) + 6, top_y + (bottom - top) + 4), fill=colour)

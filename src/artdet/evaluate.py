@@ -126,8 +126,10 @@ def plot_precision_recall(precision: np.ndarray, classes: dict[int, str], out: s
     plt.close(fig)
 
 
-def evaluate(model_dir: str | Path, test_record: str | Path, out_json: str | Path, pr_plot: str | Path) -> dict:
-    """Run the exported model on every test image and write metrics and the PR plot."""
+def evaluate(
+    model_dir: str | Path, test_records: str | Path | list[str | Path], out_json: str | Path, pr_plot: str | Path
+) -> dict:
+    """Run the exported model on every test image (of one or more TFRecords); write metrics and the PR plot."""
     import tensorflow as tf
 
     from artdet.predict import Detector
@@ -135,7 +137,9 @@ def evaluate(model_dir: str | Path, test_record: str | Path, out_json: str | Pat
 
     detector = Detector(model_dir)
     ground_truth, predictions = [], []
-    examples = read_examples(test_record)
+    if isinstance(test_records, str | Path):
+        test_records = [test_records]
+    examples = [ex for path in test_records for ex in read_examples(path)]
     for image_id, ex in enumerate(examples, start=1):
         width, height = int(ex["image/width"]), int(ex["image/height"])
         boxes = [

@@ -46,3 +46,22 @@ def write_labels(samples: list[Sample], sides: dict[str, str], split: str, path:
 
 def read_labels(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"filename": str, "class": str}, keep_default_na=False)
+
+
+def merge_csv(inputs: list[str | Path], out: str | Path) -> int:
+    """Join CSV files that share a header (the shards' tables) into one; return the data rows."""
+    rows = 0
+    with open(out, "w", newline="") as handle:
+        header = None
+        for path in inputs:
+            with open(path, newline="") as source:
+                first = source.readline()
+                if header is None:
+                    header = first
+                    handle.write(first)
+                elif first != header:
+                    raise ValueError(f"{path}: its header differs from {inputs[0]}'s; cannot join them")
+                for line in source:
+                    handle.write(line)
+                    rows += 1
+    return rows

@@ -1,19 +1,30 @@
 """All data stages in one in-process call, for scripts, notebooks and benchmarks.
 
-The workflow runs the same functions as separate Snakemake rules (so that only
-stale stages rerun); this helper chains them when a caller just wants the
-TFRecords of a folder.
+The workflow runs the same functions as separate Snakemake jobs, one per stage
+and shard (so that only stale shards rerun); this helper chains them when a
+caller just wants the TFRecords of a folder. The layout of ``out`` is the
+workflow's ``results/data``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from artdet.label_map import build_classes, write_label_map
+from artdet.classes import discover_classes, scan_names
+from artdet.data_report import build_report, write_report
+from artdet.dataset import shard_name
+from artdet.label_map import write_label_map
 from artdet.labels_csv import write_labels
-from artdet.resize import resize_dataset
+from artdet.resize import resize_images
 from artdet.split import assign_splits, write_split
-from artdet.tfrecord import write_records
+from artdet.tfrecord import concat_records, write_records
+from artdet.validate import Options, validate_dataset
+
+
+def dataset_classes(dataset: str | Path) -> list[str]:
+    """The classes found in every XML file under ``dataset`` (normalised, sorted)."""
+    xmls = sorted(p for p in Path(dataset).rglob("*.xml") if not p.name.startswith("."))
+    return discover_classes(scan_names(xmls))
 
 
 def prepare_dataset(
@@ -24,22 +35,43 @@ def prepare_dataset(
     test_fraction: float = 0.2,
     seed: int = 0,
     classes: list[str] | None = None,
+    shards: int = 1,
+    options: Options | None = None,
+    pins: dict[str, str] | None = None,
 ) -> dict[str, int]:
-    """Resize, split, write CSVs, the label map and ``train.record``/``test.record`` under ``out``.
+    """Validate, resize, split and write CSVs, the label map, the report and the TFRecords under ``out``.
 
-    Returns the number of examples written per split.
+    Besides the sharded records (``records/train-00000-of-00001.tfrecord``),
+    ``train.record`` and ``test.record`` hold each split in one file. Returns
+    the number of examples written per split.
     """
     out = Path(out)
-    samples = resize_dataset(dataset, out / "images", out / "manifest.json", max_side=max_side, max_bytes=max_bytes)
-    sides = assign_splits(samples, test_fraction, seed=seed)
-    write_split(samples, sides, out / "split.csv")
-    names = build_classes(classes, [o["name"] for s in samples for o in s.objects])
-    write_label_map(names, out / "label_map.pbtxt")
-    ids = {name: i for i, name in enumerate(names, 1)}
-    counts = {}
-    for split in ("train", "test"):
-        write_labels(samples, sides, split, out / f"{split}_labels.csv")
-        counts[split] = write_records(
-            out / f"{split}_labels.csv", out / "split.csv", split, out / "images", ids, out / f"{split}.record"
+    options = options or Options()
+    classes = list(classes or options.classes or dataset_classes(dataset))
+    options.classes = classes
+    (out / "records").mkdir(parents=True, exist_ok=True)
+    write_label_map(classes, out / "label_map.pbtxt")
+    ids = {name: i for i, name in enumerate(classes, 1)}
+    counts = {"train": 0, "test": 0}
+    shard_dirs, records = [], {"train": [], "test": []}
+    for index in range(shards):
+        name = shard_name(index, shards)
+        shard_dir = out / "shards" / name
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        validation = validate_dataset(dataset, options, shard=index if shards > 1 else None, shards=shards)
+        validation.write(shard_dir / "validated.json")
+        samples = resize_images(
+            dataset, validation, shard_dir / "images", shard_dir / "manifest.json", max_side, max_bytes
         )
+        sides = assign_splits(samples, test_fraction, seed, pins)
+        write_split(samples, sides, shard_dir / "split.csv", pins)
+        for split in ("train", "test"):
+            write_labels(samples, sides, split, shard_dir / f"{split}_labels.csv")
+            record = out / "records" / f"{split}-{name}.tfrecord"
+            counts[split] += write_records(samples, sides, split, shard_dir / "images", ids, record)
+            records[split].append(record)
+        shard_dirs.append(shard_dir)
+    for split in ("train", "test"):
+        concat_records(records[split], out / f"{split}.record")
+    write_report(build_report(shard_dirs, pins=pins), out / "validation_report.json", out / "validation_report.md")
     return counts

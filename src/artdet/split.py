@@ -1,8 +1,15 @@
-"""Split images into train and test by content hash, so the split never drifts.
+"""Split images into train and test by content, so the split never drifts.
 
 The tutorial moves 20% of the files into ``test/`` by hand; that is neither
 reproducible nor stable when images are added. Here an image's side is a pure
-function of its bytes and a seed: adding images never moves existing ones.
+function of its content and a seed, so adding images never moves existing
+ones, and each shard of a large dataset is split on its own. The content key
+is the image's perceptual hash (dHash), so exact and near-exact copies (the
+same photo re-saved, resized or re-compressed) share a side; a flat image,
+whose dHash says little, falls back to its byte hash. Near-duplicates whose
+hashes differ in a few bits are found across the whole dataset afterwards
+(see :mod:`artdet.data_report`) and listed with a pins file that keeps them
+together. A pins file moves chosen images to a fixed side.
 """
 
 from __future__ import annotations
@@ -15,38 +22,76 @@ from pathlib import Path
 from artdet.dataset import Sample
 
 log = logging.getLogger(__name__)
-SPLIT_FIELDS = ["filename", "split", "width", "height", "source_id", "sha1"]
+SPLIT_FIELDS = ["filename", "split", "width", "height", "source_id", "sha1", "source", "dhash", "pinned"]
+SIDES = ("train", "test")
 
 
-def hash_fraction(sha1: str, seed: int) -> float:
-    """A number in [0, 1) that depends only on the image bytes' hash and the seed."""
-    digest = hashlib.sha1(f"{seed}:{sha1}".encode()).hexdigest()
+class PinsError(ValueError):
+    """A pins file line that cannot be used; the message names the file and line."""
+
+
+def hash_fraction(key: str, seed: int) -> float:
+    """A number in [0, 1) that depends only on ``key`` and the seed."""
+    digest = hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()
     return int(digest[:12], 16) / float(16**12)
 
 
-def source_id(sha1: str) -> str:
-    """A numeric image id (Model Garden parses ``image/source_id`` as an integer)."""
-    return str(int(sha1[:13], 16))
+def source_id(name: str) -> str:
+    """A numeric image id from the image's path in the dataset, unique even for identical copies.
 
-
-def assign_splits(samples: list[Sample], test_fraction: float, seed: int) -> dict[str, str]:
-    """Map each image to 'train' or 'test'.
-
-    When the hash puts no image on one side of a non-trivial dataset, the image
-    nearest the threshold moves over, so that both sides exist.
+    (Model Garden parses ``image/source_id`` as an integer.)
     """
-    scores = {s.image: hash_fraction(s.sha1, seed) for s in samples}
-    sides = {name: "test" if score < test_fraction else "train" for name, score in scores.items()}
-    if len(samples) >= 2 and test_fraction > 0:
-        for side in ("test", "train"):
-            if side not in sides.values():
-                pick = min(scores, key=lambda n: abs(scores[n] - test_fraction))
-                log.warning("no image fell in %s; moving %s there", side, pick)
-                sides[pick] = side
+    return str(int(hashlib.sha1(name.encode()).hexdigest()[:13], 16))
+
+
+def split_key(sample: Sample) -> str:
+    """What decides an image's side: its dHash when informative, else its bytes' hash."""
+    if sample.dhash and 8 <= bin(int(sample.dhash, 16)).count("1") <= 56:
+        return f"dhash:{sample.dhash}"
+    return f"sha1:{sample.source_sha1 or sample.sha1}"
+
+
+def read_pins(path: str | Path) -> dict[str, str]:
+    """Read a pins file: one ``image,side`` per line (``side`` is train or test).
+
+    ``image`` is the path relative to the dataset folder, or just the file
+    name; ``#`` starts a comment, and a header line ``image,split`` is allowed.
+    """
+    pins: dict[str, str] = {}
+    with open(path, newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+                continue
+            if number == 1 and [c.strip().lower() for c in row[:2]] == ["image", "split"]:
+                continue
+            if len(row) != 2 or row[1].strip().lower() not in SIDES:
+                raise PinsError(f"{path}, line {number}: expected 'image,train' or 'image,test', got {row}")
+            pins[row[0].strip()] = row[1].strip().lower()
+    return pins
+
+
+def pinned_side(sample: Sample, pins: dict[str, str]) -> str | None:
+    source = sample.source or sample.image
+    return pins.get(source) or pins.get(Path(source).name)
+
+
+def assign_splits(
+    samples: list[Sample], test_fraction: float, seed: int, pins: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Map each image to 'train' or 'test' (a pin wins over the hash)."""
+    pins = pins or {}
+    sides = {}
+    for s in samples:
+        side = pinned_side(s, pins)
+        if side is None:
+            side = "test" if hash_fraction(split_key(s), seed) < test_fraction else "train"
+        sides[s.image] = side
     return sides
 
 
-def write_split(samples: list[Sample], sides: dict[str, str], path: str | Path) -> None:
+def write_split(
+    samples: list[Sample], sides: dict[str, str], path: str | Path, pins: dict[str, str] | None = None
+) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SPLIT_FIELDS)
         writer.writeheader()
@@ -57,8 +102,11 @@ def write_split(samples: list[Sample], sides: dict[str, str], path: str | Path) 
                     "split": sides[s.image],
                     "width": s.width,
                     "height": s.height,
-                    "source_id": source_id(s.sha1),
+                    "source_id": source_id(s.source or s.image),
                     "sha1": s.sha1,
+                    "source": s.source,
+                    "dhash": s.dhash,
+                    "pinned": int(pinned_side(s, pins or {}) is not None),
                 }
             )
 

@@ -8,12 +8,13 @@ that names the file.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import tensorflow as tf
 
-from artdet.labels_csv import read_labels
-from artdet.split import read_split
+from artdet.dataset import Sample
+from artdet.split import source_id
 
 
 def _bytes(values: list[bytes]) -> tf.train.Feature:
@@ -64,32 +65,47 @@ def make_example(
 
 
 def write_records(
-    labels_csv: str | Path,
-    split_csv: str | Path,
+    samples: list[Sample],
+    sides: dict[str, str],
     split: str,
     images_dir: str | Path,
     class_ids: dict[str, int],
     out_path: str | Path,
 ) -> int:
-    """Write every image of ``split`` (negatives included) to ``out_path``; return the count."""
-    labels = read_labels(labels_csv)
-    by_file = {name: group.to_dict("records") for name, group in labels.groupby("filename")}
-    rows = [r for r in read_split(split_csv) if r["split"] == split]
+    """Write every image of ``split`` (negatives included) to ``out_path``; return the count.
+
+    Boxes keep the full precision of the manifest (the CSVs round to 0.01 px).
+    """
     images_dir = Path(images_dir)
+    count = 0
     with tf.io.TFRecordWriter(str(out_path)) as writer:
-        for row in rows:
-            encoded = (images_dir / row["filename"]).read_bytes()
+        for sample in samples:
+            if sides[sample.image] != split:
+                continue
+            boxes = [{**obj, "class": obj["name"]} for obj in sample.objects]
             example = make_example(
-                encoded,
-                row["filename"],
-                row["source_id"],
-                int(row["width"]),
-                int(row["height"]),
-                by_file.get(row["filename"], []),
+                (images_dir / sample.image).read_bytes(),
+                sample.image,
+                source_id(sample.source or sample.image),
+                sample.width,
+                sample.height,
+                boxes,
                 class_ids,
             )
             writer.write(example.SerializeToString())
-    return len(rows)
+            count += 1
+    return count
+
+
+def concat_records(inputs: list[str | Path], out_path: str | Path) -> None:
+    """Join TFRecord files into one (the format is a plain sequence of framed records).
+
+    This gives the tutorial's single ``train.record`` from the sharded files.
+    """
+    with open(out_path, "wb") as out:
+        for path in inputs:
+            with open(path, "rb") as handle:
+                shutil.copyfileobj(handle, out, 1 << 20)
 
 
 def read_examples(path: str | Path) -> list[dict]:
