@@ -20,6 +20,7 @@ venv: $(STAMP)
 demo: venv
 	@test -d data/demo || $(BIN)/artdet demo-data data/demo --config config.yaml
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1
+	$(BIN)/snakemake --report results/report.html
 	@$(BIN)/python -m artdet.summary config.yaml
 
 test: venv

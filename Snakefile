@@ -33,7 +33,7 @@ rule data:
         shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
         shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
         f"{DATA}/label_map.pbtxt",
-        f"{DATA}/validation_report.md",
+        f"{DATA}/validation_report.html",
         f"{DATA}/stats/stats.json",
         f"{DATA}/split.csv",
         (
@@ -47,6 +47,6 @@ rule all:
     default_target: True
     input:
         rules.data.input,
-        expand("results/{model}/metrics.json", model=config["train_models"]),
-        expand("results/{model}/precision_recall.png", model=config["train_models"]),
+        all_metrics(),
+        "results/comparison.csv",
         expand("results/{model}/training_loss.png", model=config["train_models"]),

@@ -64,17 +64,26 @@ def main() -> None:
     from PIL import Image
 
     from artdet.predict import Detector
-    from artdet.tflite import convert
+    from artdet.tflite import calibration_images, export_tflite
 
     model = exported_model()
-    images_dir = CACHE / "records-1000-320" / "images"
-    paths = sorted(images_dir.glob("*.jpg"))[:64]
+    records = CACHE / "records-1000-320"
+    paths = sorted(records.glob("shards/*/images/*.jpg"))[:64]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     detector = Detector(model)
     latencies = latency(detector, images[:40])
     variants = {}
-    for precision in ("float32", "float16"):
-        path = convert(model, CACHE / "tflite" / f"model_{precision}.tflite", precision)
+    work = model.parent
+    calibration = calibration_images([records / "train.record"], 100)
+    for precision in ("float32", "float16", "int8"):
+        path = export_tflite(
+            work / "pipeline.yaml",
+            work / "train",
+            records / "label_map.pbtxt",
+            CACHE / "tflite" / precision / "model.tflite",
+            precision,
+            calibration if precision == "int8" else None,
+        )
         seconds = latency(Detector(path), images[:40])
         variants[precision] = {"size_mb": path.stat().st_size / 1e6, "latencies": seconds}
     batch = images[:8]

@@ -106,6 +106,41 @@ def shard_outputs(pattern):
     return expand(pattern, shard=SHARD_NAMES)
 
 
+# Presets with a TFLite path (one-stage detectors); Model Garden has none for Faster R-CNN.
+TFLITE_PRESETS = {"ssd_mobilenet"}
+
+
+def eval_formats(model):
+    """The exported forms of a model that are evaluated: the SavedModel, and its TFLite files."""
+    formats = ["saved_model"]
+    if config["models"][model]["preset"] in TFLITE_PRESETS:
+        formats += [f"tflite_{p}" for p in config["export"]["tflite"]]
+    return formats
+
+
+def model_file(wildcards):
+    """The exported model behind an evaluation format."""
+    if wildcards.fmt == "saved_model":
+        return f"results/{wildcards.model}/saved_model"
+    return f"results/{wildcards.model}/{wildcards.fmt}/model.tflite"
+
+
+def all_metrics():
+    return [
+        f"results/{m}/evaluation/{fmt}/metrics.json"
+        for m in config["train_models"]
+        for fmt in eval_formats(m)
+    ]
+
+
+def all_cores():
+    """Every core given with --cores (1 when none were given, e.g. for --report or --lint)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 def model_config(wildcards):
     """One model entry of config.yaml as JSON, with its name, for `artdet pipeline-config`."""
     import json

@@ -124,8 +124,9 @@ rule data_report:
         splits=shard_outputs(f"{SHARD_DIR}/split.csv"),
     output:
         json=f"{DATA}/validation_report.json",
-        md=report(
-            f"{DATA}/validation_report.md",
+        md=f"{DATA}/validation_report.md",
+        html=report(
+            f"{DATA}/validation_report.html",
             caption="../report/validation_report.rst",
             category="Data",
         ),
@@ -139,7 +140,7 @@ rule data_report:
         pins=f"--pins {config['split']['pins']}" if config["split"].get("pins") else "",
         strict="--strict" if config["strict"] else "",
     shell:
-        "python -m artdet data-report {params.shards} --json {output.json} --md {output.md} "
+        "python -m artdet data-report {params.shards} --json {output.json} --md {output.md} --html {output.html} "
         "--near-duplicate-distance {params.distance} {params.pins} {params.strict} > {log} 2>&1"
 
 

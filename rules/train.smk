@@ -19,7 +19,8 @@ rule pipeline_config:
         "--label-map {input.label_map} --train {input.train} --test {input.test} > {log} 2>&1"
 
 
-# Training waits for the validation report, which fails a strict run with data warnings.
+# Training waits for the validation report, which fails a strict run with data warnings
+# (ancient: a report rewritten with the same records does not retrain).
 # Checkpoints and TensorBoard events live in results/{model}/train/, which is not
 # a declared output: Snakemake keeps it after a failure, so a rerun resumes.
 rule train:
@@ -27,14 +28,14 @@ rule train:
         pipeline="results/{model}/pipeline.yaml",
         train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
         test=shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
-        report=f"{DATA}/validation_report.json",
+        report=ancient(f"{DATA}/validation_report.json"),
     output:
         "results/{model}/train/train_summary.json",
     log:
         f"{LOGS}/{{model}}/train.log",
     conda:
         "../envs/artdet.yaml"
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         gpu=1,
     params:

@@ -43,6 +43,7 @@ LEARNING_CONFIG = {
     "resize": {"max_side": 192, "max_bytes": 200000},
     "split": {"test_fraction": 0.2, "seed": 0},
     "records": {"shards": 3},
+    "export": {"tflite": ["int8"]},
     "train_models": ["tiny"],
     "models": {
         "tiny": {

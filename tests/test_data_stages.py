@@ -227,3 +227,30 @@ def test_find_pairs_across_images_and_annotations_folders(tmp_path: Path) -> Non
     write_voc(Annotation("r1.jpg", 20, 10), tmp_path / "annotations" / "r1.xml")
     pairs = find_pairs(tmp_path)
     assert [(p.name, x.name if x else None) for p, x in pairs] == [("r1.jpg", "r1.xml"), ("r2.jpg", None)]
+
+
+def test_records_written_without_tensorflow_read_back_exactly_with_it(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from artdet.example_proto import RecordWriter
+    from artdet.tfrecord import make_example
+
+    boxes = [{"class": "a", "xmin": 1.5, "ymin": 2.0, "xmax": 30.25, "ymax": 40.0, "difficult": 1}]
+    ours = [
+        make_example(b"\xff\xd8jpeg", "x.jpg", "123", 64, 48, boxes, {"a": 7}),
+        make_example(b"\x89PNG\r\n\x1a\npng", "y.png", "456", 10, 10, [], {"a": 7}),
+    ]
+    with RecordWriter(tmp_path / "r.tfrecord") as writer:
+        for example in ours:
+            writer.write(example.SerializeToString())
+    theirs = [tf.train.Example.FromString(raw.numpy()) for raw in tf.data.TFRecordDataset(str(tmp_path / "r.tfrecord"))]
+    assert len(theirs) == 2
+    first = theirs[0].features.feature
+    assert first["image/object/class/label"].int64_list.value == [7]
+    assert first["image/object/bbox/xmax"].float_list.value == [pytest.approx(30.25 / 64)]
+    assert first["image/object/difficult"].int64_list.value == [1]
+    assert first["image/format"].bytes_list.value == [b"jpeg"]
+    second = theirs[1].features.feature
+    assert second["image/format"].bytes_list.value == [b"png"]
+    assert second["image/object/bbox/xmin"].WhichOneof("kind") == "float_list"
+    assert tf.train.Example.FromString(ours[0].SerializeToString()) == theirs[0]

@@ -118,8 +118,19 @@ def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path:
     from artdet.predict import Detector
 
     photos = trained_model.parent.parent.parent / "photos"
-    tflite = tmp_path / "tflite" / "model_float32.tflite"
-    assert main(["export-tflite", str(trained_model), str(tflite)]) == 0
+    tflite = tmp_path / "tflite" / "model.tflite"
+    work = trained_model.parent
+    command = [
+        "export-tflite",
+        str(tflite),
+        "--pipeline",
+        str(work / "pipeline.yaml"),
+        "--model-dir",
+        str(work / "train"),
+        "--label-map",
+        str(trained_model / "label_map.pbtxt"),
+    ]
+    assert main(command) == 0
     assert (tflite.parent / "label_map.pbtxt").exists()
     saved, lite = Detector(trained_model), Detector(tflite)
     assert lite.labels == saved.labels

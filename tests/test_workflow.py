@@ -33,19 +33,35 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
     split = read_split(results / "data" / "split.csv")
     assert len(split) == 48
     test_images = [row for row in split if row["split"] == "test"]
-    metrics = json.loads((results / "tiny" / "metrics.json").read_text())
+    evaluation = results / "tiny" / "evaluation" / "saved_model"
+    metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["num_images"] == len(test_images) > 0
-    for key in ("AP", "AP50", "AP75"):
-        assert 0.0 <= metrics[key] <= 1.0
+    for key in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR100"):
+        assert -1.0 <= metrics[key] <= 1.0
+    assert metrics["AP50"] > 0.5, "the tiny model should find most demo paintings"
     assert set(metrics["per_class"]) == {"abstract", "landscape", "nocturne", "portrait"}
+    # The confusion matrix accounts for every labelled test box (matched or missed).
+    counts = metrics["confusion_matrix"]["counts"]
+    assert sum(sum(row) for row in counts[1:]) == metrics["num_boxes"]
+    assert metrics["latency_ms"]["median"] > 0 and metrics["size_mb"] > 1
+    for name in ("confusion_matrix.png", "precision_recall.png"):
+        assert (evaluation / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("worst_images.jpg", "sample_detections.jpg"):
+        assert (evaluation / name).read_bytes()[:2] == b"\xff\xd8"
+    # The int8 TFLite file finds what the SavedModel finds.
+    int8 = json.loads((results / "tiny" / "evaluation" / "tflite_int8" / "metrics.json").read_text())
+    assert int8["agreement"]["reference_detections"] > 10
+    assert int8["agreement"]["agreement"] >= 0.9, int8["agreement"]
+    assert int8["size_mb"] < metrics["size_mb"] / 2
+    comparison = (results / "comparison.csv").read_text().splitlines()
+    assert comparison[0].startswith("model,format,AP,AP50") and len(comparison) == 3
     summary = json.loads((results / "tiny" / "train" / "train_summary.json").read_text())
     steps = LEARNING_CONFIG["models"]["tiny"]["train_steps"]
     assert summary["checkpoint"] == f"ckpt-{steps}"
     losses = read_scalars(results / "tiny" / "train" / "train")["total_loss"]
     assert [step for step, _ in losses] == list(range(50, steps + 1, 50))
     assert losses[-1][1] < losses[0][1], "training did not lower the loss"
-    for png in ("precision_recall.png", "training_loss.png"):
-        assert (results / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (results / "tiny" / "training_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (results / "tiny" / "saved_model" / "saved_model.pb").exists()
     assert (results / "tiny" / "saved_model" / "label_map.pbtxt").exists()
     for log in (
@@ -94,7 +110,9 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
         "pipeline_config": 1,
         "train": 1,
         "export": 1,
-        "evaluate": 1,
+        "export_tflite": 1,
+        "evaluate": 2,
+        "compare": 1,
         "plot_training": 1,
         "all": 1,
     }
@@ -120,7 +138,9 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
         "pipeline_config": 1,
         "train": 1,
         "export": 1,
-        "evaluate": 1,
+        "export_tflite": 1,
+        "evaluate": 2,
+        "compare": 1,
         "plot_training": 1,
         "all": 1,
     }
@@ -178,3 +198,47 @@ def test_strict_run_stops_at_validation_naming_the_file(tmp_path: Path, venv_env
     snakemake(tmp_path, venv_env, "results/data/validation_report.json")
     report = json.loads((tmp_path / "results" / "data" / "validation_report.json").read_text())
     assert [row["file"] for row in report["issues"]["box_clipped"]] == ["gallery_00001.xml"]
+
+
+@pytest.mark.slow
+def test_report_opens_in_chromium_and_shows_the_plots(workflow_run: Path, venv_env: dict, tmp_path: Path) -> None:
+    """`snakemake --report` gives one self-contained page; each category's plot renders in it."""
+    from playwright.sync_api import sync_playwright
+
+    from test_web import CHROMIUM
+
+    snakemake(workflow_run, venv_env, "--report", "results/report.html")
+    report = workflow_run / "results" / "report.html"
+    assert report.stat().st_size > 200_000  # the images are inside the page
+    shown = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        for category, name in [
+            ("Comparison", "results/comparison.png"),
+            ("Data", "results/data/stats/contact_sheet.jpg"),
+            ("Data", "results/data/validation_report.html"),
+            ("Training", "results/tiny/training_loss.png"),
+            ("Evaluation", "results/tiny/evaluation/saved_model/confusion_matrix.png"),
+        ]:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(report.as_uri())
+            page.get_by_text(category, exact=True).click()
+            if category == "Evaluation":  # one subcategory per model and format
+                page.get_by_text("tiny saved_model", exact=True).click()
+            page.locator("tr", has_text=name).locator("a[iconname=eye]").click()
+            if name.endswith(".html"):
+                frame = page.frame_locator("iframe").first
+                shown[name] = frame.locator("h1").inner_text(timeout=10_000)
+            else:
+                # Raster images are data URLs in the page; the icons are SVG.
+                widths = (
+                    "Array.from(document.images).filter(i => i.src.startsWith('data:image/')"
+                    " && !i.src.startsWith('data:image/svg')).map(i => i.naturalWidth)"
+                )
+                page.wait_for_function(f"Math.max(0, ...{widths}) > 300", timeout=10_000)
+                shown[name] = page.evaluate(f"Math.max(0, ...{widths})")
+            page.screenshot(path=str(tmp_path / f"{Path(name).stem}.png"))
+            page.close()
+        browser.close()
+    assert shown["results/data/validation_report.html"] == "Dataset validation report"
+    assert all(width > 300 for key, width in shown.items() if not key.endswith(".html")), shown

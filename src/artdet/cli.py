@@ -165,7 +165,7 @@ def _cmd_data_report(args: argparse.Namespace) -> None:
     from artdet.data_report import build_report, write_report
 
     report = build_report(args.shards, near_duplicate_distance=args.near_duplicate_distance, pins=_pins(args))
-    write_report(report, args.json, args.md, strict=args.strict)
+    write_report(report, args.json, args.md, strict=args.strict, html_path=args.html)
 
 
 def _cmd_stats(args: argparse.Namespace) -> None:
@@ -200,17 +200,53 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_export_tflite(args: argparse.Namespace) -> None:
-    from artdet.tflite import convert
+    from artdet.tflite import calibration_images, export_tflite
 
-    path = convert(args.saved_model, args.out, args.precision)
-    log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    calibration = None
+    if args.precision == "int8":
+        if not args.calibration_records:
+            raise ValueError("int8 needs --calibration-records (the training TFRecords)")
+        calibration = calibration_images(args.calibration_records, args.calibration_count)
+    path = export_tflite(args.pipeline, args.model_dir, args.label_map, args.out, args.precision, calibration)
+    log.info("wrote %s (%.1f MB, %s)", path, path.stat().st_size / 1e6, args.precision)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from artdet.evaluate import evaluate
+    from artdet.evaluate import evaluate_model
 
-    metrics = evaluate(args.model, args.test_records, args.metrics, args.pr_plot)
-    log.info("AP %.3f  AP50 %.3f  AP75 %.3f", metrics["AP"], metrics["AP50"], metrics["AP75"])
+    m = evaluate_model(
+        args.model,
+        args.test_records,
+        args.out_dir,
+        iou_threshold=args.iou,
+        score_threshold=args.score,
+        worst=args.worst,
+        reference=args.reference,
+    )
+    log.info(
+        "AP %.3f  AP50 %.3f  AP75 %.3f  latency %.1f ms (p90 %.1f)  %.1f MB",
+        m["AP"],
+        m["AP50"],
+        m["AP75"],
+        m["latency_ms"]["median"],
+        m["latency_ms"]["p90"],
+        m["size_mb"],
+    )
+    if "agreement" in m:
+        a = m["agreement"]
+        log.info(
+            "agreement with the reference: %s of %s detections (%s)",
+            a["matched"],
+            a["reference_detections"],
+            a["agreement"],
+        )
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from artdet.compare import compare
+
+    rows = compare(args.metrics, args.out_prefix)
+    log.info("compared %d models into %s.{csv,json,md,png}", len(rows), args.out_prefix)
 
 
 def _cmd_plot_training(args: argparse.Namespace) -> None:
@@ -334,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", help="shard folders (validated.json, manifest.json, split.csv)")
     p.add_argument("--json", required=True)
     p.add_argument("--md", required=True)
+    p.add_argument("--html", help="also write the report as an HTML page")
     p.add_argument("--near-duplicate-distance", type=int, default=6)
     p.add_argument("--pins", help="pins file, to check that every pinned image exists")
     p.add_argument("--strict", action="store_true", help="fail on any warning")
@@ -366,18 +403,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("export-tflite", help="convert an exported SavedModel to TFLite")
-    p.add_argument("saved_model")
-    p.add_argument("out", help="output .tflite file (the label map is copied beside it)")
-    p.add_argument("--precision", choices=["float32", "float16"], default="float32")
+    p = sub.add_parser("export-tflite", help="export a trained one-stage model to TFLite (float32/float16/int8)")
+    p.add_argument("out", help="output .tflite file (label map and artdet_model.json go beside it)")
+    p.add_argument("--pipeline", required=True, help="the model's pipeline.yaml")
+    p.add_argument("--model-dir", required=True, help="its training folder (checkpoints)")
+    p.add_argument("--label-map", required=True)
+    p.add_argument("--precision", choices=["float32", "float16", "int8"], default="float32")
+    p.add_argument("--calibration-records", nargs="+", help="training TFRecords (int8 calibration images)")
+    p.add_argument("--calibration-count", type=int, default=100, help="images used for int8 calibration")
     p.set_defaults(func=_cmd_export_tflite)
 
-    p = sub.add_parser("evaluate", help="COCO metrics of an exported model on TFRecords")
-    p.add_argument("model", help="exported SavedModel folder")
+    p = sub.add_parser("evaluate", help="full evaluation of an exported model on the test TFRecords")
+    p.add_argument("model", help="exported SavedModel folder or .tflite file")
     p.add_argument("test_records", nargs="+", help="TFRecord files of the test split")
-    p.add_argument("--metrics", required=True, help="output metrics.json")
-    p.add_argument("--pr-plot", required=True, help="output precision-recall PNG")
+    p.add_argument("--out-dir", required=True, help="folder for metrics.json, CSVs and plots")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU of a match (confusion matrix, errors)")
+    p.add_argument("--score", type=float, default=0.5, help="score threshold (confusion matrix, errors, agreement)")
+    p.add_argument("--worst", type=int, default=8, help="how many of the worst images to draw")
+    p.add_argument("--reference", help="detections.json of another model (the SavedModel) to measure agreement")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="compare evaluated models: accuracy against latency and size")
+    p.add_argument("out_prefix", help="output path without suffix (writes .csv .json .md .png)")
+    p.add_argument("metrics", nargs="+", help="metrics.json files written by `artdet evaluate`")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("plot-training", help="plot losses and learning rate from TensorBoard events")
     p.add_argument("event_dir")

@@ -159,6 +159,10 @@ def build_report(
     }
 
 
+def _where(row: dict) -> str:
+    return row["file"] + (f", object {row['object']}" if row.get("object") is not None else "")
+
+
 def format_markdown(report: dict, max_files: int = 50) -> str:
     """The report as Markdown: totals, then each kind of issue with its files."""
     t = report["totals"]
@@ -187,8 +191,7 @@ def format_markdown(report: dict, max_files: int = 50) -> str:
         severity, meaning = ISSUE_KINDS[kind]
         lines += [f"### {kind} ({severity}, {len(rows)})", "", meaning, ""]
         for row in rows[:max_files]:
-            where = row["file"] + (f", object {row['object']}" if row.get("object") is not None else "")
-            lines.append(f"- {where}: {row['message']}")
+            lines.append(f"- {_where(row)}: {row['message']}")
         if len(rows) > max_files:
             lines.append(f"- ... and {len(rows) - max_files} more (see validation_report.json)")
         lines.append("")
@@ -208,10 +211,58 @@ def format_markdown(report: dict, max_files: int = 50) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict, json_path: str | Path, md_path: str | Path, strict: bool = False) -> None:
-    """Write both forms; with ``strict``, raise after writing if there is any warning."""
+def format_html(report: dict, max_files: int = 200) -> str:
+    """The report as a self-contained HTML page (for the Snakemake report, which shows HTML, not Markdown)."""
+    from html import escape
+
+    t = report["totals"]
+    rows = [
+        "<tr>"
+        + "".join(f"<td>{v}</td>" for v in (name, t[f"{name}_found"], t[f"{name}_written"], t[f"{name}_dropped"]))
+        + "</tr>"
+        for name in ("images", "boxes")
+    ]
+    parts = [
+        "<h1>Dataset validation report</h1>",
+        f"<p>Classes: {escape(', '.join(report['classes']) or '(none)')}</p>",
+        "<table><tr><th></th><th>found</th><th>in the TFRecords</th><th>dropped</th></tr>" + "".join(rows) + "</table>",
+        f"<p>Split: {t['train_images']} train images ({t['train_boxes']} boxes), {t['test_images']} test images "
+        f"({t['test_boxes']} boxes); {t['negatives']} negatives.</p>",
+        "<table><tr><th>class</th><th>train boxes</th><th>test boxes</th></tr>"
+        + "".join(
+            f"<tr><td>{escape(n)}</td><td>{c['train']}</td><td>{c['test']}</td></tr>"
+            for n, c in report["per_class"].items()
+        )
+        + "</table>",
+        f"<h2>Findings ({report['warnings']} warnings)</h2>",
+    ]
+    if not report["issues"]:
+        parts.append("<p>Nothing to report: every image and box was used as labelled.</p>")
+    for kind, items in report["issues"].items():
+        severity, meaning = ISSUE_KINDS[kind]
+        listed = "".join(f"<li>{escape(_where(r))}: {escape(r['message'])}</li>" for r in items[:max_files])
+        more = f"<li>... and {len(items) - max_files} more</li>" if len(items) > max_files else ""
+        parts.append(f"<h3>{kind} ({severity}, {len(items)})</h3><p>{escape(meaning)}</p><ul>{listed}{more}</ul>")
+    groups = report["near_duplicates"]["groups"]
+    if groups:
+        parts.append(f"<h2>Near-duplicate groups ({len(groups)})</h2><ul>")
+        parts += [f"<li>{escape(', '.join(g))}</li>" for g in groups[:max_files]]
+        parts.append("</ul>")
+    style = "body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px}"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Validation report</title><style>{style}</style>"
+        f"</head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def write_report(
+    report: dict, json_path: str | Path, md_path: str | Path, strict: bool = False, html_path: str | Path | None = None
+) -> None:
+    """Write the JSON, Markdown (and HTML) forms; with ``strict``, raise after writing if there is any warning."""
     Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
     Path(md_path).write_text(format_markdown(report))
+    if html_path:
+        Path(html_path).write_text(format_html(report))
     t = report["totals"]
     log.info(
         "%d/%d images and %d/%d boxes reach the TFRecords; %d warnings (see %s)",

@@ -52,3 +52,17 @@ def draw_detections(
         draw.rectangle((0, 0, draw.textlength(caption, font=font) + 10, font.size + 8), fill=(0, 0, 0))
         draw.text((5, 4), caption, fill=(255, 255, 0), font=font)
     return np.asarray(canvas)
+
+
+GROUND_TRUTH = (0, 230, 0)
+
+
+def draw_ground_truth(image: np.ndarray, boxes: Sequence[tuple[str, Sequence[float]]]) -> np.ndarray:
+    """A copy of ``image`` with ground-truth boxes (name, (x0, y0, x1, y1)) as thin green frames, labelled below."""
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(10, round(max(canvas.size) / 55)))
+    for name, (x0, y0, x1, y1) in boxes:
+        draw.rectangle((x0, y0, x1, y1), outline=GROUND_TRUTH, width=1)
+        draw.text((x0 + 2, y1 + 1), f"gt: {name}", fill=GROUND_TRUTH, font=font)
+    return np.asarray(canvas)

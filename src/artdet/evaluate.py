@@ -1,7 +1,8 @@
-"""Evaluate an exported model on the test TFRecord with pycocotools.
+"""Evaluate an exported model on the test TFRecords: pycocotools, confusion, errors, speed.
 
 Model Garden's own COCO evaluator crashes under numpy 2, and evaluating the
-exported SavedModel (not the training checkpoint) checks what users deploy.
+exported model (the SavedModel or a TFLite file, not the training checkpoint)
+checks what users deploy.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,24 +128,54 @@ def plot_precision_recall(precision: np.ndarray, classes: dict[int, str], out: s
     plt.close(fig)
 
 
-def evaluate(
-    model_dir: str | Path, test_records: str | Path | list[str | Path], out_json: str | Path, pr_plot: str | Path
-) -> dict:
-    """Run the exported model on every test image (of one or more TFRecords); write metrics and the PR plot."""
+def plot_confusion_matrix(matrix: np.ndarray, names: list[str], out: str | Path, iou: float, score: float) -> None:
+    """The confusion matrix as a heat map; row and column 0 are the background."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["background", *names]
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2.5, 1.0 * len(labels) + 2), dpi=110)
+    ax.imshow(matrix, cmap="Blues")
+    for (r, c), value in np.ndenumerate(matrix):
+        ax.text(c, r, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix (IoU {iou:g}, score {score:g})")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def _grid(tiles: list[np.ndarray], out: str | Path, columns: int = 4, tile: int = 320) -> None:
+    from PIL import Image
+
+    rows = max(1, -(-len(tiles) // columns))
+    sheet = Image.new("RGB", (tile * columns, tile * rows), (255, 255, 255))
+    for index, pixels in enumerate(tiles):
+        image = Image.fromarray(pixels)
+        image.thumbnail((tile - 4, tile - 4))
+        r, c = divmod(index, columns)
+        sheet.paste(image, (c * tile + (tile - image.width) // 2, r * tile + (tile - image.height) // 2))
+    sheet.save(out, quality=90)
+
+
+def _size_bytes(model: Path) -> int:
+    return model.stat().st_size if model.is_file() else sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
+
+
+def load_test_images(test_records: list[str | Path]) -> list[dict]:
+    """Decoded test images with their ground truth: name, pixels, boxes [(class_id, (x0, y0, x1, y1))]."""
     import tensorflow as tf
 
-    from artdet.predict import Detector
     from artdet.tfrecord import read_examples
 
-    detector = Detector(model_dir)
-    ground_truth, predictions = [], []
-    if isinstance(test_records, str | Path):
-        test_records = [test_records]
-    examples = [ex for path in test_records for ex in read_examples(path)]
-    for image_id, ex in enumerate(examples, start=1):
+    images = []
+    for ex in (ex for path in test_records for ex in read_examples(path)):
         width, height = int(ex["image/width"]), int(ex["image/height"])
         boxes = [
-            (int(c), x0 * width, y0 * height, x1 * width, y1 * height)
+            (int(c), (x0 * width, y0 * height, x1 * width, y1 * height))
             for c, x0, y0, x1, y1 in zip(
                 ex["image/object/class/label"],
                 ex["image/object/bbox/xmin"],
@@ -153,14 +185,177 @@ def evaluate(
                 strict=True,
             )
         ]
-        ground_truth.append({"id": image_id, "width": width, "height": height, "boxes": boxes})
         pixels = tf.io.decode_image(ex["image/encoded"], channels=3).numpy()
-        for det in detector(pixels):
-            predictions.append({"image_id": image_id, "class_id": det.class_id, "score": det.score, "box": det.box})
+        images.append({"name": ex["image/filename"].decode(), "pixels": pixels, "boxes": boxes})
+    return images
+
+
+def evaluate_model(
+    model: str | Path,
+    test_records: str | Path | list[str | Path],
+    out_dir: str | Path,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.5,
+    worst: int = 8,
+    reference: str | Path | None = None,
+) -> dict:
+    """Evaluate an exported model (SavedModel folder or .tflite file) on the test TFRecords.
+
+    Writes into ``out_dir``: metrics.json (COCO AP/AR by pycocotools, AP50 and
+    AP per class, latency median/p90, model size, and the agreement with
+    ``reference``, another model's detections.json, when given), per_class.csv,
+    precision_recall.png/.csv, confusion_matrix.png/.csv, worst_images.jpg/.json
+    (the images with the most missed boxes, predictions and ground truth drawn),
+    sample_detections.jpg and detections.json.
+    """
+    from artdet.draw import draw_detections, draw_ground_truth
+    from artdet.matching import agreement, confusion_matrix, image_errors
+    from artdet.predict import Detection, Detector
+
+    model, out_dir = Path(model), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(test_records, str | Path):
+        test_records = [test_records]
+    detector = Detector(model)
+    images = load_test_images(test_records)
+    if not images:
+        raise ValueError(f"no test images in {', '.join(map(str, test_records))}")
+    for _ in range(2):  # warm-up: graph tracing and allocation are not latency
+        detector(images[0]["pixels"])
+    latencies, found = [], []
+    for image in images:
+        start = time.perf_counter()
+        detections = detector(image["pixels"])
+        latencies.append(time.perf_counter() - start)
+        found.append([(d.class_id, d.score, d.box) for d in detections])
+
+    ground_truth = [
+        {
+            "id": i,
+            "width": int(im["pixels"].shape[1]),
+            "height": int(im["pixels"].shape[0]),
+            "boxes": [(c, *b) for c, b in im["boxes"]],
+        }
+        for i, im in enumerate(images, start=1)
+    ]
+    predictions = [
+        {"image_id": i, "class_id": c, "score": s, "box": b}
+        for i, dets in enumerate(found, start=1)
+        for c, s, b in dets
+    ]
     metrics, precision = coco_metrics(ground_truth, predictions, detector.labels)
-    info_path = Path(model_dir) / "artdet_model.json"
+    names = [detector.labels[k] for k in sorted(detector.labels)]
+    truths = [im["boxes"] for im in images]
+
+    matrix = confusion_matrix(truths, found, len(names), iou_threshold, score_threshold)
+    np.savetxt(
+        out_dir / "confusion_matrix.csv",
+        matrix,
+        fmt="%d",
+        delimiter=",",
+        header=",".join(["true\\predicted", "background", *names]),
+        comments="",
+    )
+    plot_confusion_matrix(matrix, names, out_dir / "confusion_matrix.png", iou_threshold, score_threshold)
+    plot_precision_recall(precision, detector.labels, out_dir / "precision_recall.png")
+    recall = np.linspace(0, 1, precision.shape[1])
+    with open(out_dir / "precision_recall.csv", "w") as handle:
+        handle.write("class,recall,precision\n")
+        for index, name in enumerate(names):
+            for r, p in zip(recall, precision[0, :, index, 0, -1], strict=True):
+                if p > -1:
+                    handle.write(f"{name},{r:.2f},{p:.4f}\n")
+
+    # Per class at the score threshold: the counts behind the confusion matrix's diagonal.
+    with open(out_dir / "per_class.csv", "w") as handle:
+        handle.write("class,AP50,AP,ground_truth,true_positives,false_positives,missed,precision,recall\n")
+        for index, name in enumerate(names, start=1):
+            tp = int(matrix[index, index])
+            fp = int(matrix[:, index].sum() - tp)
+            fn = int(matrix[index, :].sum() - tp)
+            gt = int(matrix[index, :].sum())
+            ap = metrics["per_class"][name]
+            handle.write(
+                f"{name},{ap['AP50']},{ap['AP']},{gt},{tp},{fp},{fn},"
+                f"{tp / (tp + fp) if tp + fp else 0:.4f},{tp / gt if gt else 0:.4f}\n"
+            )
+
+    errors = [image_errors(t, f, iou_threshold, score_threshold) for t, f in zip(truths, found, strict=True)]
+    order = sorted(range(len(images)), key=lambda i: (-errors[i][0], -errors[i][1], images[i]["name"]))
+    order = [i for i in order if errors[i] != (0, 0)][:worst]
+
+    def drawn(i: int, caption: str, tile: int = 316) -> np.ndarray:
+        """Image ``i`` scaled to the grid's tile, with labelled boxes and detections drawn at that scale."""
+        from PIL import Image
+
+        pixels = images[i]["pixels"]
+        f = tile / max(pixels.shape[:2])
+        size = (round(pixels.shape[1] * f), round(pixels.shape[0] * f))
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
+        detections = [
+            Detection(c, detector.labels.get(c, str(c)), s, tuple(v * f for v in b))
+            for c, s, b in found[i]
+            if s >= score_threshold
+        ]
+        gt = [(detector.labels.get(c, str(c)), tuple(v * f for v in b)) for c, b in images[i]["boxes"]]
+        return draw_detections(draw_ground_truth(pixels, gt), detections, caption=caption)
+
+    worst_rows = [
+        {
+            "image": images[i]["name"],
+            "missed": errors[i][0],
+            "false_detections": errors[i][1],
+            "ground_truth": len(images[i]["boxes"]),
+        }
+        for i in order
+    ]
+    (out_dir / "worst_images.json").write_text(json.dumps(worst_rows, indent=1) + "\n")
+    _grid(
+        [drawn(i, f"{images[i]['name']}: {errors[i][0]} missed, {errors[i][1]} false") for i in order],
+        out_dir / "worst_images.jpg",
+    )
+    samples = sorted(range(len(images)), key=lambda i: images[i]["name"])[:8]
+    _grid([drawn(i, images[i]["name"]) for i in samples], out_dir / "sample_detections.jpg")
+
+    (out_dir / "detections.json").write_text(
+        json.dumps(
+            [
+                {"image": im["name"], "detections": [[c, round(s, 5), [round(v, 2) for v in b]] for c, s, b in f]}
+                for im, f in zip(images, found, strict=True)
+            ]
+        )
+        + "\n"
+    )
+    ms = np.asarray(latencies) * 1000
+    metrics.update(
+        {
+            "model_path": str(model),
+            "format": "tflite" if model.suffix == ".tflite" else "saved_model",
+            "size_mb": round(_size_bytes(model) / 1e6, 2),
+            "latency_ms": {
+                "median": round(float(np.median(ms)), 2),
+                "p90": round(float(np.percentile(ms, 90)), 2),
+                "mean": round(float(ms.mean()), 2),
+                "images": len(ms),
+                "batch": 1,
+            },
+            "thresholds": {"iou": iou_threshold, "score": score_threshold},
+            "confusion_matrix": {"labels": ["background", *names], "counts": matrix.tolist()},
+            "missed_boxes": int(sum(e[0] for e in errors)),
+            "false_detections": int(sum(e[1] for e in errors)),
+        }
+    )
+    if reference is not None:
+        ref = {row["image"]: row["detections"] for row in json.loads(Path(reference).read_text())}
+        missing = [im["name"] for im in images if im["name"] not in ref]
+        if missing:
+            raise ValueError(f"{reference}: no detections for {missing[:5]}; evaluate both models on the same records")
+        metrics["agreement"] = agreement(
+            [[(c, s, b) for c, s, b in ref[im["name"]]] for im in images], found, score_threshold
+        )
+        metrics["agreement"]["reference"] = str(reference)
+    info_path = (model.parent if model.is_file() else model) / "artdet_model.json"
     if info_path.exists():
         metrics["model"] = json.loads(info_path.read_text())
-    Path(out_json).write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_precision_recall(precision, detector.labels, pr_plot)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

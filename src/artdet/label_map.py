@@ -2,30 +2,14 @@
 
 Ids start at 1 (0 is the background in the TF Object Detection API and in
 Model Garden). The order is the one given in config.yaml, or the sorted class
-names found in the data, so the same data always gives the same ids.
+names found in the data (see :mod:`artdet.classes`), so the same data always
+gives the same ids.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
-
-
-def build_classes(configured: list[str] | None, found: Iterable[str]) -> list[str]:
-    """The ordered class list: the configured one, else the sorted names found."""
-    found = sorted(set(found))
-    if configured:
-        unknown = sorted(set(found) - set(configured))
-        if unknown:
-            raise ValueError(
-                f"labels {unknown} are used in the data but not listed in config.yaml 'classes:'; "
-                "add them there or fix the annotations"
-            )
-        return list(configured)
-    if not found:
-        raise ValueError("the dataset has no labelled object; label some images first")
-    return found
 
 
 def format_label_map(classes: list[str]) -> str:

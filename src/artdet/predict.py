@@ -36,7 +36,8 @@ class Detector:
         if model.suffix == ".tflite":
             if not model.is_file():
                 raise FileNotFoundError(f"{model}: no such TFLite file")
-            self._run = self._load_tflite(model)
+            self._run = None
+            self._tflite = self._load_tflite(model)
             self.max_batch: int | None = 1
         else:
             if not (model / "saved_model.pb").exists():
@@ -61,16 +62,29 @@ class Detector:
 
     @staticmethod
     def _load_tflite(path: Path):
+        """A function from one RGB image to Model Garden's outputs, boxes in the image's pixels."""
+        import json
+
         import tensorflow as tf
 
+        from artdet.tflite import preprocess
+
+        info_path = path.parent / "artdet_model.json"
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        if "input_size" not in info:
+            raise FileNotFoundError(f"{info_path}: missing; export TFLite files with `artdet export-tflite`")
+        size = int(info["input_size"])
         interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=os.cpu_count())
-        # The signature runner resizes the input to each image's shape by itself.
         runner = interpreter.get_signature_runner("serving_default")
         lock = threading.Lock()  # an interpreter is not safe to call from two threads at once
 
-        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        def run(image: np.ndarray) -> dict[str, np.ndarray]:
+            batch, scale = preprocess(image, size)
             with lock:
-                return {k: np.array(v) for k, v in runner(inputs=batch.astype(np.uint8)).items()}
+                out = {k: np.array(v) for k, v in runner(inputs=batch).items()}
+            # Boxes come in pixels of the padded square input; image_info's scale maps them back.
+            out["image_info"] = np.array([[[0, 0], [size, size], list(scale), [0, 0]]], np.float32)
+            return out
 
         return run
 
@@ -86,7 +100,7 @@ class Detector:
                 for i in range(0, len(images), self.max_batch)
                 for d in self.detect_batch(images[i : i + self.max_batch], min_score)
             ]
-        out = self._run(np.stack(images))
+        out = self._tflite(images[0]) if self._run is None else self._run(np.stack(images))
         counts = np.asarray(out["num_detections"]).astype(int)
         all_boxes = np.asarray(out["detection_boxes"])
         all_scores = np.asarray(out["detection_scores"])
@@ -101,7 +115,7 @@ class Detector:
             for (ymin, xmin, ymax, xmax), score, cls in zip(
                 all_boxes[i][: counts[i]], all_scores[i][: counts[i]], all_classes[i][: counts[i]], strict=True
             ):
-                if score < min_score:
+                if score < min_score or cls < 1:  # id 0 is the background
                     continue
                 box = (
                     float(np.clip(xmin / scale[1], 0, width)),

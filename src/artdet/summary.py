@@ -13,18 +13,30 @@ def summarize(config_path: str | Path, results: str | Path = "results") -> str:
     config = yaml.safe_load(Path(config_path).read_text())
     results = Path(results)
     lines = [f"Dataset: {config['dataset']}  ->  TFRecords, CSVs, label map in {results / 'data'}/"]
+    report = results / "data" / "validation_report.json"
+    if report.exists():
+        t = json.loads(report.read_text())["totals"]
+        lines.append(
+            f"  validation report  : {report.with_suffix('.md')}  ({t['images_written']}/{t['images_found']} images, "
+            f"{t['boxes_written']}/{t['boxes_found']} boxes reach the TFRecords)"
+        )
     for name in config["train_models"]:
         folder = results / name
         lines.append(f"Model {name}:")
         lines.append(f"  exported SavedModel : {folder / 'saved_model'}/")
         lines.append(f"  checkpoints, events : {folder / 'train'}/  (tensorboard --logdir {folder / 'train'})")
-        metrics_path = folder / "metrics.json"
-        if metrics_path.exists():
+        for metrics_path in sorted((folder / "evaluation").glob("*/metrics.json")):
             m = json.loads(metrics_path.read_text())
-            lines.append(f"  metrics             : {metrics_path}  (AP {m['AP']:.3f}, AP50 {m['AP50']:.3f})")
-        else:
-            lines.append(f"  metrics             : {metrics_path}  (not built yet)")
-        lines.append(f"  plots               : {folder / 'precision_recall.png'}, {folder / 'training_loss.png'}")
+            extra = f", agreement {m['agreement']['agreement']}" if "agreement" in m else ""
+            lines.append(
+                f"  {metrics_path.parent.name:<20}: AP {m['AP']:.3f}, AP50 {m['AP50']:.3f}, "
+                f"{m['latency_ms']['median']:.0f} ms, {m['size_mb']:.1f} MB{extra}  ({metrics_path.parent}/)"
+            )
+        lines.append(f"  training curves     : {folder / 'training_loss.png'}")
+    if (results / "comparison.md").exists():
+        lines.append(f"Comparison: {results / 'comparison.md'}, {results / 'comparison.png'}")
+    if (results / "report.html").exists():
+        lines.append(f"Report: {results / 'report.html'}")
     lines.append(f"Logs: {results / 'logs'}/")
     return "\n".join(lines)
 

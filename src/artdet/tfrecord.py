@@ -11,22 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import tensorflow as tf
-
 from artdet.dataset import Sample
+from artdet.example_proto import Example, RecordWriter
 from artdet.split import source_id
-
-
-def _bytes(values: list[bytes]) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-
-
-def _floats(values: list[float]) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-
-def _ints(values: list[int]) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
 
 def make_example(
@@ -37,31 +24,37 @@ def make_example(
     height: int,
     boxes: list[dict],
     class_ids: dict[str, int],
-) -> tf.train.Example:
-    """One tf.Example; ``boxes`` hold pixel corners and a class name each."""
+) -> Example:
+    """One tf.train.Example; ``boxes`` hold pixel corners and a class name each."""
     image_format = b"png" if encoded[:8] == b"\x89PNG\r\n\x1a\n" else b"jpeg"
     unknown = sorted({b["class"] for b in boxes} - class_ids.keys())
     if unknown:
         raise ValueError(f"{filename}: labels {unknown} are not in the label map")
-    feature = {
-        "image/encoded": _bytes([encoded]),
-        "image/format": _bytes([image_format]),
-        "image/height": _ints([height]),
-        "image/width": _ints([width]),
-        "image/filename": _bytes([filename.encode()]),
-        "image/source_id": _bytes([source_id.encode()]),
-        "image/object/bbox/xmin": _floats([b["xmin"] / width for b in boxes]),
-        "image/object/bbox/xmax": _floats([b["xmax"] / width for b in boxes]),
-        "image/object/bbox/ymin": _floats([b["ymin"] / height for b in boxes]),
-        "image/object/bbox/ymax": _floats([b["ymax"] / height for b in boxes]),
-        "image/object/class/text": _bytes([b["class"].encode() for b in boxes]),
-        "image/object/class/label": _ints([class_ids[b["class"]] for b in boxes]),
-        "image/object/difficult": _ints([int(b.get("difficult", 0)) for b in boxes]),
-        "image/object/truncated": _ints([int(b.get("truncated", 0)) for b in boxes]),
-        "image/object/is_crowd": _ints([0 for _ in boxes]),
-        "image/object/area": _floats([(b["xmax"] - b["xmin"]) * (b["ymax"] - b["ymin"]) for b in boxes]),
+    values = {
+        "image/encoded": ("bytes_list", [encoded]),
+        "image/format": ("bytes_list", [image_format]),
+        "image/height": ("int64_list", [height]),
+        "image/width": ("int64_list", [width]),
+        "image/filename": ("bytes_list", [filename.encode()]),
+        "image/source_id": ("bytes_list", [source_id.encode()]),
+        "image/object/bbox/xmin": ("float_list", [b["xmin"] / width for b in boxes]),
+        "image/object/bbox/xmax": ("float_list", [b["xmax"] / width for b in boxes]),
+        "image/object/bbox/ymin": ("float_list", [b["ymin"] / height for b in boxes]),
+        "image/object/bbox/ymax": ("float_list", [b["ymax"] / height for b in boxes]),
+        "image/object/class/text": ("bytes_list", [b["class"].encode() for b in boxes]),
+        "image/object/class/label": ("int64_list", [class_ids[b["class"]] for b in boxes]),
+        "image/object/difficult": ("int64_list", [int(b.get("difficult", 0)) for b in boxes]),
+        "image/object/truncated": ("int64_list", [int(b.get("truncated", 0)) for b in boxes]),
+        "image/object/is_crowd": ("int64_list", [0 for _ in boxes]),
+        "image/object/area": ("float_list", [(b["xmax"] - b["xmin"]) * (b["ymax"] - b["ymin"]) for b in boxes]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+    example = Example()
+    features = example.features.feature
+    for key, (kind, items) in values.items():
+        values_list = getattr(features[key], kind)
+        values_list.SetInParent()  # an empty list still says which kind it is, as TensorFlow writes it
+        values_list.value.extend(items)
+    return example
 
 
 def write_records(
@@ -78,7 +71,7 @@ def write_records(
     """
     images_dir = Path(images_dir)
     count = 0
-    with tf.io.TFRecordWriter(str(out_path)) as writer:
+    with RecordWriter(out_path) as writer:
         for sample in samples:
             if sides[sample.image] != split:
                 continue
@@ -109,7 +102,9 @@ def concat_records(inputs: list[str | Path], out_path: str | Path) -> None:
 
 
 def read_examples(path: str | Path) -> list[dict]:
-    """Decode a TFRecord file into plain dicts (for evaluation and tests)."""
+    """Decode a TFRecord file into plain dicts with TensorFlow's own parser (for evaluation and tests)."""
+    import tensorflow as tf
+
     spec = {
         "image/encoded": tf.io.FixedLenFeature((), tf.string),
         "image/filename": tf.io.FixedLenFeature((), tf.string),

@@ -1,0 +1,108 @@
+"""Compare the evaluated models: accuracy against latency and size.
+
+The tutorial's author trained an SSD-MobileNet and a Faster R-CNN and chose
+between them by AP and by how fast each ran on the target device; this puts
+every trained model and export format in one table and one plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+COLUMNS = [
+    "model",
+    "format",
+    "AP",
+    "AP50",
+    "AP75",
+    "AR100",
+    "latency_ms_median",
+    "latency_ms_p90",
+    "size_mb",
+    "agreement",
+]
+
+
+def _row(path: Path) -> dict:
+    metrics = json.loads(path.read_text())
+    # results/<model>/evaluation/<format>/metrics.json
+    model, fmt = (path.parts[-4], path.parts[-2]) if len(path.parts) >= 4 else (path.parent.name, metrics["format"])
+    agreement = (metrics.get("agreement") or {}).get("agreement")
+    return {
+        "model": model,
+        "format": fmt,
+        "AP": metrics["AP"],
+        "AP50": metrics["AP50"],
+        "AP75": metrics["AP75"],
+        "AR100": metrics["AR100"],
+        "latency_ms_median": metrics["latency_ms"]["median"],
+        "latency_ms_p90": metrics["latency_ms"]["p90"],
+        "size_mb": metrics["size_mb"],
+        "agreement": "" if agreement is None else agreement,
+    }
+
+
+def plot(rows: list[dict], out: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for row in rows:
+        label = f"{row['model']} / {row['format']}"
+        ax1.scatter(row["latency_ms_median"], row["AP50"], s=40 + 8 * row["size_mb"], alpha=0.7, label=label)
+        ax2.scatter(row["size_mb"], row["AP50"], s=60, alpha=0.7)
+        ax1.annotate(
+            label, (row["latency_ms_median"], row["AP50"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
+        ax2.annotate(label, (row["size_mb"], row["AP50"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax1.set(
+        xlabel="latency per image, median (ms, batch 1, CPU)",
+        ylabel="AP50 (test split)",
+        title="Accuracy against latency (marker area ~ size)",
+    )
+    ax2.set(xlabel="model size (MB)", ylabel="AP50 (test split)", title="Accuracy against size")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.3)  # room for the labels right of the markers
+        ax.set_ylim(min(0.0, *(r["AP50"] for r in rows)) if rows else 0, 1.05)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def html_table(rows: list[dict]) -> str:
+    """A self-contained HTML page with the comparison table (for the Snakemake report)."""
+    import html
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in COLUMNS) + "</tr>" for r in rows)
+    style = (
+        "body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Model comparison</title><style>{style}</style>"
+        f"</head><body><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>\n"
+    )
+
+
+def compare(metrics_paths: list[str | Path], out_prefix: str | Path) -> list[dict]:
+    """Write ``<out_prefix>.csv``, ``.json``, ``.md``, ``.html`` and ``.png`` from the models' metrics.json files."""
+    rows = sorted((_row(Path(p)) for p in metrics_paths), key=lambda r: (r["model"], r["format"]))
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_prefix.with_suffix(".csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    out_prefix.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    out_prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out_prefix.with_suffix(".html").write_text(html_table(rows))
+    plot(rows, out_prefix.with_suffix(".png"))
+    return rows
