@@ -141,6 +141,17 @@ def all_cores():
         return 1
 
 
+def pretrained_checkpoint(wildcards):
+    """The fetched checkpoint a model starts from ([] for none or a local init_checkpoint)."""
+    from artdet.presets import preset
+
+    model = config["models"][wildcards.model]
+    if model.get("init_checkpoint"):
+        return []
+    name = model.get("pretrained", preset(model["preset"]).get("pretrained"))
+    return f"results/checkpoints/{name}/checkpoint.json" if name else []
+
+
 def model_config(wildcards):
     """One model entry of config.yaml as JSON, with its name, for `artdet pipeline-config`."""
     import json

@@ -1,8 +1,25 @@
 # Render the Model Garden experiment config, then train.
 
 
+# A pretrained checkpoint from the registry (src/artdet/checkpoints.py), downloaded once into
+# the cache and verified against checkpoints.lock.json; only when a model asks for one.
+rule fetch_checkpoint:
+    output:
+        "results/checkpoints/{name}/checkpoint.json",
+    log:
+        f"{LOGS}/checkpoints/{{name}}.log",
+    conda:
+        "../envs/artdet.yaml"
+    params:
+        cache=config["checkpoint_cache"],
+    shell:
+        "python -m artdet fetch-checkpoint {wildcards.name} --cache {params.cache:q} "
+        "--lock checkpoints.lock.json --out {output} > {log} 2>&1"
+
+
 rule pipeline_config:
     input:
+        pretrained=pretrained_checkpoint,
         label_map=f"{DATA}/label_map.pbtxt",
         train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
         test=shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
@@ -14,9 +31,13 @@ rule pipeline_config:
         "../envs/artdet.yaml"
     params:
         model=model_config,
+        pretrained=lambda wildcards, input: (
+            f"--pretrained {input.pretrained}" if input.pretrained else ""
+        ),
     shell:
         "python -m artdet pipeline-config {output} --model-json {params.model:q} "
-        "--label-map {input.label_map} --train {input.train} --test {input.test} > {log} 2>&1"
+        "--label-map {input.label_map} --train {input.train} --test {input.test} "
+        "{params.pretrained} > {log} 2>&1"
 
 
 # Training waits for the validation report, which fails a strict run with data warnings

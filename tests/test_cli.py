@@ -86,3 +86,19 @@ def test_unknown_command_exits_with_usage() -> None:
     with pytest.raises(SystemExit) as info:
         main(["fly"])
     assert info.value.code == 2
+
+
+def test_summary_lists_every_evaluated_form(tmp_path: Path) -> None:
+    from artdet.summary import summarize
+
+    (tmp_path / "config.yaml").write_text("dataset: photos\ntrain_models: [ssd]\n")
+    results = tmp_path / "results"
+    for form, ap50 in (("saved_model", 0.91), ("tflite_int8", 0.9)):
+        (results / "ssd" / "evaluation" / form).mkdir(parents=True)
+        metrics = {"AP": 0.7, "AP50": ap50, "latency_ms": {"median": 12.0}, "size_mb": 3.0}
+        if form.startswith("tflite"):
+            metrics["agreement"] = {"agreement": 0.97}
+        (results / "ssd" / "evaluation" / form / "metrics.json").write_text(json.dumps(metrics))
+    text = summarize(tmp_path / "config.yaml", results)
+    assert "saved_model         : AP 0.700, AP50 0.910, 12 ms, 3.0 MB" in text
+    assert "tflite_int8         : AP 0.700, AP50 0.900, 12 ms, 3.0 MB, agreement 0.97" in text

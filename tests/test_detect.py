@@ -114,12 +114,16 @@ def test_bad_sources_get_a_clear_error(tmp_path: Path, capsys, source: str, mess
 
 
 @pytest.mark.slow
-def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path: Path, precision: str) -> None:
+    """The TFLite file (int8: calibrated on the training records) finds what the SavedModel finds."""
+    from artdet.matching import agreement
     from artdet.predict import Detector
 
     photos = trained_model.parent.parent.parent / "photos"
     tflite = tmp_path / "tflite" / "model.tflite"
     work = trained_model.parent
+    records = sorted(str(p) for p in (work.parent / "data" / "records").glob("train-*.tfrecord"))
     command = [
         "export-tflite",
         str(tflite),
@@ -129,19 +133,22 @@ def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path:
         str(work / "train"),
         "--label-map",
         str(trained_model / "label_map.pbtxt"),
+        "--precision",
+        precision,
+        "--calibration-records",
+        *records,
     ]
     assert main(command) == 0
     assert (tflite.parent / "label_map.pbtxt").exists()
     saved, lite = Detector(trained_model), Detector(tflite)
     assert lite.labels == saved.labels
-    reference = matched = 0
-    for i in range(10):
-        image = np.asarray(Image.open(photos / f"gallery_{i:05d}.jpg"))
-        expected = saved(image, min_score=0.3)
-        got = lite(image, min_score=0.2)
-        reference += len(expected)
-        matched += sum(any(g.class_id == e.class_id and _iou(g.box, e.box) >= 0.5 for g in got) for e in expected)
-    assert reference > 0 and matched / reference >= 0.9, f"{matched} of {reference} detections agree"
+    reference, other = [], []
+    for path in sorted(photos.glob("*.jpg")):  # all 48 demo photos
+        image = np.asarray(Image.open(path))
+        reference.append([(d.class_id, d.score, d.box) for d in saved(image)])
+        other.append([(d.class_id, d.score, d.box) for d in lite(image)])
+    result = agreement(reference, other, score_threshold=0.5)
+    assert result["reference_detections"] > 30 and result["agreement"] >= 0.9, result
 
     out = tmp_path / "out"
     assert main(["detect", str(tflite), str(photos / "gallery_00001.jpg"), "--out", str(out)]) == 0

@@ -53,6 +53,53 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
     write_pipeline(_model(preset="faster_rcnn", train_steps=12), 3, ["/t.record"], ["/v.record"], out)
     assert yaml.safe_load(out.read_text())["artdet"]["experiment"] == "maskrcnn_mobilenet_coco"
     params, header = load_params(out)
-    assert header == {"experiment": "maskrcnn_mobilenet_coco", "preset": "faster_rcnn", "bn_recalibration_batches": 50}
+    assert header == {
+        "experiment": "maskrcnn_mobilenet_coco",
+        "preset": "faster_rcnn",
+        "bn_recalibration_batches": 50,
+        "mixed_precision": "auto",
+        "pretrained": None,
+        "pretrained_sha256": None,
+    }
     assert params.trainer.train_steps == 12
     assert params.task.model.num_classes == 4
+
+
+@pytest.mark.parametrize(
+    ("preset", "experiment", "size", "modules"),
+    [
+        ("ssd_spinenet_mobile", "retinanet_mobile_coco", 384, ["backbone"]),
+        ("retinanet_resnet50", "retinanet_resnetfpn_coco", 640, ["backbone", "decoder"]),
+        ("faster_rcnn_resnet50", "fasterrcnn_resnetfpn_coco", 640, ["backbone"]),
+    ],
+)
+def test_gpu_presets_match_the_published_architectures(preset, experiment, size, modules) -> None:
+    from artdet.checkpoints import REGISTRY
+    from artdet.presets import PRESETS
+
+    spec = PRESETS[preset]
+    assert spec["experiment"] == experiment and REGISTRY[spec["pretrained"]]["modules"] == modules
+    init = {"name": spec["pretrained"], "prefix": "/cache/ckpt-1", "modules": modules, "sha256": "0" * 64}
+    cfg = render({"name": "g", "preset": preset, "train_steps": 100}, 3, ["t"], ["v"], init)
+    assert cfg["task"]["model"]["input_size"] == [size, size, 3]
+    assert cfg["task"]["init_checkpoint"] == "/cache/ckpt-1"
+    assert cfg["task"]["init_checkpoint_modules"] == modules
+    assert cfg["task"]["model"]["num_classes"] == 4
+    assert cfg["task"]["train_data"]["global_batch_size"] == spec["batch_size"]
+
+
+def test_learning_rate_scales_with_the_batch_unless_set() -> None:
+    def lr(**model):
+        cfg = render({"name": "m", "preset": "ssd_mobilenet", "train_steps": 100, **model}, 1, ["t"], ["v"])
+        return cfg["trainer"]["optimizer_config"]["learning_rate"]["cosine"]["initial_learning_rate"]
+
+    assert lr() == pytest.approx(0.002)  # the preset's batch of 8
+    assert lr(batch_size=4) == pytest.approx(0.001)
+    assert lr(batch_size=32) == pytest.approx(0.008)
+    assert lr(batch_size=32, learning_rate=0.003) == pytest.approx(0.003)
+
+
+def test_local_init_checkpoint_wins_over_the_registry() -> None:
+    cfg = render(_model(init_checkpoint="/mine/ckpt-5", init_checkpoint_modules=["backbone"]), 1, ["t"], ["v"])
+    assert cfg["task"]["init_checkpoint"] == "/mine/ckpt-5" and cfg["task"]["init_checkpoint_modules"] == ["backbone"]
+    assert render(_model(), 1, ["t"], ["v"])["task"]["init_checkpoint"] is None

@@ -242,3 +242,22 @@ def test_report_opens_in_chromium_and_shows_the_plots(workflow_run: Path, venv_e
         browser.close()
     assert shown["results/data/validation_report.html"] == "Dataset validation report"
     assert all(width > 300 for key, width in shown.items() if not key.endswith(".html")), shown
+
+
+def test_gpu_config_plans_the_checkpoint_fetch_and_a_gpu_for_training(tmp_path: Path, venv_env: dict) -> None:
+    from artdet.demo_data import generate
+
+    generate(tmp_path / "photos", count=4, seed=1)
+    gpu_model = {"preset": "retinanet_resnet50", "train_steps": 1000, "batch_size": 8}
+    config = {**LEARNING_CONFIG, "train_models": ["gpu"], "models": {"gpu": gpu_model}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, venv_env, "-n")
+    text = result.stdout + result.stderr
+    train_job = text[text.index("rule train:") :].split("\n\n")[0]
+    assert "gpu=1" in train_job
+    assert "rule fetch_checkpoint:" in text and "results/checkpoints/retinanet_resnet50_coco/checkpoint.json" in text
+    # Faster R-CNN gets no TFLite export; the SavedModel is still evaluated.
+    config["models"]["gpu"]["preset"] = "faster_rcnn_resnet50"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tmp_path, venv_env)
+    assert "export_tflite" not in jobs and jobs["evaluate"] == 1 and jobs["fetch_checkpoint"] == 1

@@ -184,7 +184,23 @@ def _cmd_pipeline_config(args: argparse.Namespace) -> None:
     num_classes = len(read_label_map(args.label_map))
     train = [str(Path(p).resolve()) for p in args.train]
     test = [str(Path(p).resolve()) for p in args.test]
-    write_pipeline(model, num_classes, train, test, args.out)
+    init = json.loads(Path(args.pretrained).read_text()) if args.pretrained else None
+    write_pipeline(model, num_classes, train, test, args.out, init)
+
+
+def _cmd_fetch_checkpoint(args: argparse.Namespace) -> None:
+    from artdet.checkpoints import fetch
+
+    info = fetch(args.name, args.cache, args.lock)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(info, indent=2) + "\n")
+    log.info(
+        "checkpoint %s: %s (sha256 %s, initialises %s)",
+        args.name,
+        info["prefix"],
+        info["sha256"][:12],
+        ", ".join(info["modules"]),
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -382,11 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=_cmd_stats)
 
+    p = sub.add_parser("fetch-checkpoint", help="download (once) and verify a pretrained checkpoint")
+    p.add_argument("name", help="registry name, e.g. retinanet_resnet50_coco")
+    p.add_argument("--cache", default="~/.cache/artdet/checkpoints", help="download cache folder")
+    p.add_argument("--lock", default="checkpoints.lock.json", help="sha256 lock file (created on first use)")
+    p.add_argument("--out", required=True, help="output checkpoint.json (prefix, modules, sha256)")
+    p.set_defaults(func=_cmd_fetch_checkpoint)
+
     p = sub.add_parser("pipeline-config", help="render the Model Garden experiment config")
     p.add_argument("--model-json", required=True, help="one model entry of config.yaml, as JSON")
     p.add_argument("--label-map", required=True)
     p.add_argument("--train", required=True, nargs="+", help="training TFRecord files")
     p.add_argument("--test", required=True, nargs="+", help="test TFRecord files")
+    p.add_argument("--pretrained", help="checkpoint.json written by `artdet fetch-checkpoint`")
     p.add_argument("out")
     p.set_defaults(func=_cmd_pipeline_config)
 
@@ -459,13 +483,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from artdet.checkpoints import CheckpointError
     from artdet.dataset import DatasetError
     from artdet.detect import SourceError
     from artdet.voc import AnnotationError
 
     try:
         args.func(args)
-    except (DatasetError, AnnotationError, SourceError, ValueError, FileNotFoundError, yaml.YAMLError) as exc:
+    except (
+        CheckpointError,
+        DatasetError,
+        AnnotationError,
+        SourceError,
+        ValueError,
+        FileNotFoundError,
+        yaml.YAMLError,
+    ) as exc:
         print(f"artdet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

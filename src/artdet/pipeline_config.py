@@ -53,30 +53,47 @@ def _schedule(optimizer: str, lr: float, steps: int, warmup: int) -> dict[str, A
     }
 
 
+def scaled_learning_rate(model: dict[str, Any], spec: dict[str, Any]) -> float:
+    """The model's learning rate, or the preset's scaled linearly with the batch size.
+
+    Presets give a learning rate for a reference batch; a user who halves the
+    batch (a smaller GPU) gets half the rate unless they set one themselves.
+    """
+    if model.get("learning_rate") is not None:
+        return float(model["learning_rate"])
+    batch = int(model.get("batch_size", spec["batch_size"]))
+    return float(spec["learning_rate"]) * batch / int(spec["batch_size"])
+
+
 def render(
     model: dict[str, Any],
     num_classes: int,
     train_records: list[str],
     test_records: list[str],
+    init: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The full experiment config as a plain dict.
 
     ``model`` is one entry of config.yaml's ``models:`` list; ``num_classes``
     counts the dataset's classes (Model Garden adds the background itself via
-    ``num_classes + 1``).
+    ``num_classes + 1``). ``init`` is a fetched pretrained checkpoint
+    (:func:`artdet.checkpoints.fetch`); ``init_checkpoint:`` in the model
+    entry names a local one instead.
     """
     from official.core import exp_factory
     from official.vision import registry_imports  # noqa: F401  (registers experiments)
 
     spec = preset(model["preset"])
     params = exp_factory.get_exp_config(spec["experiment"])
-    size = int(model.get("input_size", 320))
+    size = int(model.get("input_size", spec.get("input_size", 320)))
     steps = int(model["train_steps"])
-    batch = int(model.get("batch_size", 8))
+    batch = int(model.get("batch_size", spec["batch_size"]))
     steps_per_loop = max(1, min(int(model.get("steps_per_loop", 50)), steps))
     checkpoint_every = int(model.get("checkpoint_every", 100))
     checkpoint_every = max(steps_per_loop, checkpoint_every // steps_per_loop * steps_per_loop)
-    lr = float(model.get("learning_rate", spec["learning_rate"]))
+    lr = scaled_learning_rate(model, spec)
+    init_checkpoint = model.get("init_checkpoint") or (init or {}).get("prefix")
+    modules = model.get("init_checkpoint_modules") or (init or {}).get("modules") or ["backbone"]
     data = {
         "input_path": ",".join(train_records),
         "global_batch_size": batch,
@@ -90,7 +107,8 @@ def render(
         {
             "runtime": {"mixed_precision_dtype": "float32", "distribution_strategy": "mirrored"},
             "task": {
-                "init_checkpoint": model.get("init_checkpoint") or None,
+                "init_checkpoint": init_checkpoint or None,
+                "init_checkpoint_modules": modules,
                 "annotation_file": None,
                 "model": {"num_classes": num_classes + 1, "input_size": [size, size, 3]},
                 "train_data": data,
@@ -148,13 +166,23 @@ def load_params(path: str | Path):
     return params, header
 
 
-def write_pipeline(model: dict[str, Any], num_classes: int, train: list[str], test: list[str], out: str | Path) -> None:
-    rendered = render(model, num_classes, train, test)
+def write_pipeline(
+    model: dict[str, Any],
+    num_classes: int,
+    train: list[str],
+    test: list[str],
+    out: str | Path,
+    init: dict[str, Any] | None = None,
+) -> None:
+    rendered = render(model, num_classes, train, test, init)
     header = {
         "artdet": {
             "experiment": preset(model["preset"])["experiment"],
             "preset": model["preset"],
             "bn_recalibration_batches": int(model.get("bn_recalibration_batches", 50)),
+            "mixed_precision": model.get("mixed_precision", "auto"),
+            "pretrained": (init or {}).get("name"),
+            "pretrained_sha256": (init or {}).get("sha256"),
         }
     }
     text = (

@@ -72,6 +72,18 @@ def _strategy(params):
     return tf.distribute.OneDeviceStrategy(device)
 
 
+def mixed_precision_dtype(setting: str, gpus: list) -> str:
+    """The compute dtype: ``auto`` is float16 on GPUs with tensor cores (compute capability >= 7.0)."""
+    if setting != "auto":
+        return setting
+    if not gpus:
+        return "float32"
+    import tensorflow as tf
+
+    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
+    return "float16" if tuple(capability) >= (7, 0) else "float32"
+
+
 def fingerprint(pipeline: str | Path, records: list[str]) -> str:
     """A hash of the rendered config and the bytes of the TFRecords it reads."""
     digest = hashlib.sha256(Path(pipeline).read_bytes())
@@ -127,6 +139,14 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         if path
     ]
     _set_aside_if_stale(model_dir, fingerprint(pipeline, records))
+    from official.modeling import performance
+
+    dtype = mixed_precision_dtype(header.get("mixed_precision", "auto"), tf.config.list_physical_devices("GPU"))
+    params.runtime.mixed_precision_dtype = dtype
+    if dtype == "float16":
+        params.runtime.loss_scale = "dynamic"
+    performance.set_mixed_precision_policy(dtype)
+    log.info("compute dtype %s", dtype)
     train_utils.serialize_config(params, str(model_dir))
     strategy = _strategy(params)
     with strategy.scope():
@@ -164,6 +184,7 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         "final_checkpoint": str(Path(final).relative_to(model_dir)) if final else None,
         "bn_recalibration_batches": batches,
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
+        "mixed_precision": dtype,
         "seed": seed,
     }
     (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
