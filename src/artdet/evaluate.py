@@ -358,4 +358,57 @@ def evaluate_model(
     if info_path.exists():
         metrics["model"] = json.loads(info_path.read_text())
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out_dir / "metrics.html").write_text(metrics_html(metrics, out_dir / "per_class.csv"))
     return metrics
+
+
+def metrics_html(metrics: dict, per_class_csv: str | Path) -> str:
+    """The metrics as a self-contained HTML page: COCO numbers, speed and size, and the per-class table."""
+    import csv
+    from html import escape
+
+    def table(rows: list[list]) -> str:
+        head, *body = rows
+        return (
+            "<table><tr>"
+            + "".join(f"<th>{escape(str(c))}</th>" for c in head)
+            + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
+            + "</table>"
+        )
+
+    coco = [["metric", "value"]] + [[name, metrics[name]] for name in STAT_NAMES]
+    speed = [
+        ["latency median (ms)", "latency p90 (ms)", "size (MB)", "test images", "labelled boxes"],
+        [
+            metrics["latency_ms"]["median"],
+            metrics["latency_ms"]["p90"],
+            metrics["size_mb"],
+            metrics["num_images"],
+            metrics["num_boxes"],
+        ],
+    ]
+    with open(per_class_csv, newline="") as handle:
+        per_class = list(csv.reader(handle))
+    parts = [
+        f"<h1>{escape(str(metrics.get('model_path', 'model')))}</h1>",
+        table(speed),
+        "<h2>COCO metrics</h2>",
+        table(coco),
+        "<h2>Per class</h2>",
+        table(per_class),
+    ]
+    if "agreement" in metrics:
+        a = metrics["agreement"]
+        parts.append(
+            f"<h2>Agreement with the SavedModel</h2><p>{a['matched']} of {a['reference_detections']} detections "
+            f"(score &ge; {a['score_threshold']}) found again: {a['agreement']}</p>"
+        )
+    style = (
+        "body{font-family:sans-serif}table{border-collapse:collapse;margin:8px 0}"
+        "td,th{border:1px solid #bbb;padding:3px 8px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Metrics</title><style>{style}</style></head>"
+        f"<body>{''.join(parts)}</body></html>\n"
+    )
