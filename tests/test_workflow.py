@@ -70,7 +70,7 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
         "data/00002-of-00003/split.log",
         "tiny/train.log",
         "tiny/export.log",
-        "tiny/evaluate.log",
+        "tiny/evaluate_saved_model.log",
     ):
         assert (results / "logs" / log).stat().st_size > 0
     report = json.loads((results / "data" / "validation_report.json").read_text())
