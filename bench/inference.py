@@ -63,9 +63,11 @@ def latency(detector, images: list[np.ndarray]) -> list[float]:
 def main() -> None:
     from PIL import Image
 
+    import train_speed
     from artdet.predict import Detector
     from artdet.tflite import calibration_images, export_tflite
 
+    train_speed.records()  # the cached TFRecords and resized images (built once)
     model = exported_model()
     records = CACHE / "records-1000-320"
     paths = sorted(records.glob("shards/*/images/*.jpg"))[:64]
@@ -99,8 +101,9 @@ def main() -> None:
     folder.mkdir(exist_ok=True)
     for path in paths:
         target = folder / path.name
-        if not target.exists():
-            target.symlink_to(path)
+        if target.is_symlink() or target.exists():
+            target.unlink()  # the cache layout may have moved since the link was made
+        target.symlink_to(path)
     result = subprocess.run(
         [
             sys.executable,
