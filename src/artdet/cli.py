@@ -131,7 +131,7 @@ def _cmd_label_map(args: argparse.Namespace) -> None:
     from artdet.label_map import write_label_map
     from artdet.prepare import dataset_classes
 
-    classes = args.classes or dataset_classes(args.dataset) if args.dataset else args.classes
+    classes = args.classes or (dataset_classes(args.dataset) if args.dataset else None)
     if not classes:
         raise ValueError("no classes: list them with --classes, or pass a dataset folder with labelled objects")
     write_label_map(classes, args.out)

@@ -19,14 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from artdet.dataset import DatasetError, Sample, read_manifest
-from artdet.split import read_split
+from artdet.split import informative_dhash, read_split
 from artdet.validate import ISSUE_KINDS, Issue, Validation
 
 log = logging.getLogger(__name__)
-
-
-def _informative(dhash: str) -> bool:
-    return bool(dhash) and 8 <= bin(int(dhash, 16)).count("1") <= 56
 
 
 def near_duplicate_groups(samples: list[Sample], max_distance: int) -> list[list[int]]:
@@ -36,7 +32,7 @@ def near_duplicate_groups(samples: list[Sample], max_distance: int) -> list[list
     All pairs are compared, in blocks, with vectorised popcounts: 10,000
     images take about a second.
     """
-    index = [i for i, s in enumerate(samples) if _informative(s.dhash)]
+    index = [i for i, s in enumerate(samples) if informative_dhash(s.dhash)]
     if len(index) < 2:
         return []
     hashes = np.array([int(samples[i].dhash, 16) for i in index], dtype=np.uint64)

@@ -44,9 +44,14 @@ def source_id(name: str) -> str:
     return str(int(hashlib.sha1(name.encode()).hexdigest()[:13], 16))
 
 
+def informative_dhash(dhash: str) -> bool:
+    """Whether a dHash says something: a flat image's has (nearly) all bits equal."""
+    return bool(dhash) and 8 <= bin(int(dhash, 16)).count("1") <= 56
+
+
 def split_key(sample: Sample) -> str:
     """What decides an image's side: its dHash when informative, else its bytes' hash."""
-    if sample.dhash and 8 <= bin(int(sample.dhash, 16)).count("1") <= 56:
+    if informative_dhash(sample.dhash):
         return f"dhash:{sample.dhash}"
     return f"sha1:{sample.source_sha1 or sample.sha1}"
 

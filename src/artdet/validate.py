@@ -373,13 +373,15 @@ class _Validator:
         }
 
 
-def _check_classes(pairs, root: Path, options: Options) -> list[str]:
-    """The label-map classes; raise naming every unknown label and the files using it."""
+def _check_classes(box_names: dict[str, list[str]], options: Options) -> list[str]:
+    """The label-map classes; raise naming every unknown label and the files using it.
+
+    ``box_names`` maps each XML file (relative path) to the names of its boxes.
+    """
     found: dict[str, list[str]] = {}
-    for _, xml in pairs:
-        if xml is not None:
-            for name in read_box_names(xml):
-                found.setdefault(name, []).append(xml.relative_to(root).as_posix())
+    for xml, names in box_names.items():
+        for name in names:
+            found.setdefault(name, []).append(xml)
     if options.classes is None:
         classes = discover_classes(Counter({n: len(f) for n, f in found.items()}))
         return classes
@@ -409,19 +411,19 @@ def validate_dataset(
     root = Path(root)
     options = options or Options()
     pairs = find_pairs(root, shard=shard, shards=shards)
-    classes = _check_classes(pairs, root, options)
+    box_names = {xml.relative_to(root).as_posix(): read_box_names(xml) for _, xml in pairs if xml is not None}
+    classes = _check_classes(box_names, options)
     resolve = ClassResolver(classes) if classes else (lambda name: None)
     validator = _Validator(root, options)
-    images, boxes_found = [], 0
+    images = []
     for image_path, xml_path in pairs:
         try:
             item = validator.image(image_path, xml_path, resolve)
         except AnnotationError as exc:
             raise ValidationError(f"{exc}; fix or delete the XML file") from exc
-        if xml_path is not None:
-            boxes_found += len(read_box_names(xml_path))
         if item is not None:
             images.append(item)
+    boxes_found = sum(len(names) for names in box_names.values())
     result = Validation(classes, images, validator.issues, len(pairs), boxes_found)
     if options.strict:
         warnings = [i for i in result.issues if i.severity == "warning"]
