@@ -1,8 +1,11 @@
 """Steady-state training speed of each preset on this CPU, and the input pipeline alone.
 
 Training runs through `artdet train` (Model Garden's orbit loop); the speed is
-read from its `steps/sec` lines after the first loop (which includes tracing).
-The input pipeline is timed alone by iterating the same tf.data pipeline.
+read from its progress lines after the first loop (which includes tracing).
+The baseline is the same training with TensorFlow's oneDNN kernels off
+(`TF_ENABLE_ONEDNN_OPTS=0`, TensorFlow's default on CPUs without AVX-512
+VNNI/BF16), measured in the same run. The input pipeline is timed alone by
+iterating the same tf.data pipeline.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from pathlib import Path
 from common import CACHE, generated_dataset, median, save
 
 PRESETS = {
-    "ssd_mobilenet": {"input_size": 320, "batch_size": 8, "train_steps": 80, "steps_per_loop": 20},
-    "faster_rcnn": {"input_size": 320, "batch_size": 4, "train_steps": 30, "steps_per_loop": 10},
+    "ssd_mobilenet": {"input_size": 320, "batch_size": 8, "train_steps": 100, "steps_per_loop": 20},
+    "faster_rcnn": {"input_size": 320, "batch_size": 4, "train_steps": 40, "steps_per_loop": 10},
 }
+# (preset, oneDNN kernels on): the first row is the baseline.
+RUNS = [("ssd_mobilenet", False), ("ssd_mobilenet", True), ("faster_rcnn", False), ("faster_rcnn", True)]
 
 
 def records() -> tuple[Path, Path, int]:
@@ -49,7 +54,8 @@ def input_pipeline_rate(pipeline: Path, batches: int = 30) -> float:
     return batches * params.task.train_data.global_batch_size / (time.perf_counter() - start)
 
 
-def train_rate(name: str, settings: dict, train: Path, test: Path, classes: int) -> dict:
+def train_rate(name: str, settings: dict, train: Path, test: Path, classes: int, onednn: bool) -> dict:
+    import os
     import subprocess
     import sys
 
@@ -79,6 +85,7 @@ def train_rate(name: str, settings: dict, train: Path, test: Path, classes: int)
         ],
         capture_output=True,
         text=True,
+        env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"},
     )
     if log.returncode != 0:
         raise RuntimeError(log.stderr[-3000:])
@@ -87,6 +94,7 @@ def train_rate(name: str, settings: dict, train: Path, test: Path, classes: int)
     steady = rates[1:] if len(rates) > 1 else rates
     return {
         "preset": name,
+        "onednn": onednn,
         "input_size": settings["input_size"],
         "batch_size": settings["batch_size"],
         "images_per_s_per_loop": rates,
@@ -97,27 +105,32 @@ def train_rate(name: str, settings: dict, train: Path, test: Path, classes: int)
 
 def main() -> None:
     train, test, classes = records()
-    results = [train_rate(name, settings, train, test, classes) for name, settings in PRESETS.items()]
+    results = [train_rate(name, PRESETS[name], train, test, classes, onednn) for name, onednn in RUNS]
+    baseline = {r["preset"]: r["train_images_per_s"] for r in results if not r["onednn"]}
     headers = [
         "preset",
+        "oneDNN kernels",
         "input",
         "batch",
         "training images/s (median of loops after the first)",
+        "vs oneDNN off",
         "input pipeline alone (images/s)",
         "share of step time the input pipeline would need",
     ]
     rows = [
         [
             r["preset"],
+            "on" if r["onednn"] else "off (baseline)",
             f"{r['input_size']}x{r['input_size']}",
             r["batch_size"],
             r["train_images_per_s"],
+            f"{r['train_images_per_s'] / baseline[r['preset']]:.2f}x",
             r["input_pipeline_images_per_s"],
             f"{r['train_images_per_s'] / r['input_pipeline_images_per_s']:.0%}",
         ]
         for r in results
     ]
-    ssd = results[0]["train_images_per_s"]
+    ssd = next(r["train_images_per_s"] for r in results if r["preset"] == "ssd_mobilenet" and r["onednn"])
     save(
         "train_speed",
         ("ssd_mobilenet CPU training", ssd, "images/s"),
