@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common import CACHE, generated_dataset, median, save
+from common import CACHE, ROOT, generated_dataset, median, save
 
 PRESETS = {
     "ssd_mobilenet": {"input_size": 320, "batch_size": 8, "train_steps": 100, "steps_per_loop": 20},
@@ -85,7 +85,8 @@ def train_rate(name: str, settings: dict, train: Path, test: Path, classes: int,
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"},
+        # This checkout's package, whatever is installed in the interpreter.
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"},
     )
     if log.returncode != 0:
         raise RuntimeError(log.stderr[-3000:])
