@@ -152,10 +152,24 @@ def pretrained_checkpoint(wildcards):
     return f"results/checkpoints/{name}/checkpoint.json" if name else []
 
 
+# Model settings that do not shape the rendered pipeline (so changing them does not retrain).
+EXPORT_ONLY = {"export_checkpoint"}
+
+
 def model_config(wildcards):
     """One model entry of config.yaml as JSON, with its name, for `artdet pipeline-config`."""
     import json
 
+    model = config["models"][wildcards.model]
     return json.dumps(
-        {"name": wildcards.model, **config["models"][wildcards.model]}, sort_keys=True
+        {
+            "name": wildcards.model,
+            **{k: v for k, v in model.items() if k not in EXPORT_ONLY},
+        },
+        sort_keys=True,
     )
+
+
+def export_checkpoint(wildcards):
+    """Which training checkpoint export uses: final (default) or best."""
+    return config["models"][wildcards.model].get("export_checkpoint", "final")

@@ -108,6 +108,6 @@ rule plot_training:
     conda:
         "../envs/artdet.yaml"
     params:
-        event_dir=lambda wildcards, input: str(Path(input[0]).parent / "train"),
+        event_dir=lambda wildcards, input: str(Path(input[0]).parent),
     shell:
         "python -m artdet plot-training {params.event_dir} {output} > {log} 2>&1"

@@ -14,9 +14,10 @@ rule export:
         "../envs/artdet.yaml"
     params:
         model_dir=lambda wildcards, input: str(Path(input.summary).parent),
+        checkpoint=export_checkpoint,
     shell:
         "python -m artdet export --pipeline {input.pipeline} --model-dir {params.model_dir} "
-        "--label-map {input.label_map} {output} > {log} 2>&1"
+        "--label-map {input.label_map} --checkpoint {params.checkpoint} {output} > {log} 2>&1"
 
 
 # float32, float16 or int8 (calibrated on training images), each in its own folder with the
@@ -44,6 +45,8 @@ rule export_tflite:
             if wildcards.precision == "int8"
             else ""
         ),
+        checkpoint=export_checkpoint,
     shell:
         "python -m artdet export-tflite {output} --pipeline {input.pipeline} --model-dir {params.model_dir} "
-        "--label-map {input.label_map} --precision {wildcards.precision} {params.calibration} > {log} 2>&1"
+        "--label-map {input.label_map} --precision {wildcards.precision} {params.calibration} "
+        "--checkpoint {params.checkpoint} > {log} 2>&1"

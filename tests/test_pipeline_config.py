@@ -50,7 +50,8 @@ def test_input_size_must_suit_the_feature_pyramid() -> None:
 
 def test_written_pipeline_loads_back(tmp_path: Path) -> None:
     out = tmp_path / "m" / "pipeline.yaml"
-    write_pipeline(_model(preset="faster_rcnn", train_steps=12), 3, ["/t.record"], ["/v.record"], out)
+    model = _model(preset="faster_rcnn", train_steps=12)
+    write_pipeline(model, 3, ["/t.record"], ["/v.record"], out, classes=["king", "queen", "dwarf"])
     assert yaml.safe_load(out.read_text())["artdet"]["experiment"] == "maskrcnn_mobilenet_coco"
     params, header = load_params(out)
     assert header == {
@@ -60,9 +61,20 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
         "mixed_precision": "auto",
         "pretrained": None,
         "pretrained_sha256": None,
+        "classes": ["king", "queen", "dwarf"],
     }
     assert params.trainer.train_steps == 12
     assert params.task.model.num_classes == 4
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        write_pipeline(model, 3, ["/t.record"], ["/v.record"], out, classes=["king", "queen"])
+
+
+@pytest.mark.parametrize(("validate_every", "interval"), [(None, 100), (250, 240), (5, 20), (0, 0)])
+def test_validation_interval_is_a_multiple_of_the_train_loop(validate_every, interval) -> None:
+    """Validation runs after a train loop of steps_per_loop steps; 0 means only after the last step."""
+    extra = {} if validate_every is None else {"validate_every": validate_every}
+    cfg = render(_model(steps_per_loop=20, checkpoint_every=100, train_steps=600, **extra), 1, ["t"], ["v"])
+    assert cfg["trainer"]["validation_interval"] == interval
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ RESUME_CONFIG = {
             "warmup_steps": 5,
             "steps_per_loop": 5,
             "checkpoint_every": 10,
+            "validate_every": 30,
             "bn_recalibration_batches": 2,
         }
     },
@@ -74,6 +75,9 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(workdir: Path, ve
     assert "progress | step 60/60" in log
     summary = json.loads((workdir / SUMMARY).read_text())
     assert summary["checkpoint"] == "ckpt-60"
+    # Validations before the interruption are kept; none is repeated or lost.
+    history = json.loads((train_dir / "validation.json").read_text())
+    assert [h["step"] for h in history] == [30, 60]
 
 
 @pytest.mark.slow
@@ -89,4 +93,83 @@ def test_changed_data_moves_old_checkpoints_aside(workdir: Path, venv_env: dict)
     assert "resuming from" not in log
     stale = workdir / "results" / "tiny" / "train.stale-1"
     assert _checkpoints(stale) == first, "the old checkpoints must be kept"
+    assert (stale / "best.json").exists() and (stale / "best" / "model.index").exists()
     assert "train | step:      0 | training until step 60" in log
+    # The new run's validation history and best model are its own.
+    history = json.loads((train_dir / "validation.json").read_text())
+    assert [h["step"] for h in history] == [30, 60]
+    assert json.loads((train_dir / "best.json").read_text())["step"] in (30, 60)
+
+
+@pytest.mark.slow
+def test_validation_during_training_scores_the_test_split_and_keeps_the_best(
+    workflow_run: Path, venv_env: dict, tmp_path: Path
+) -> None:
+    import numpy as np
+    import tensorflow as tf
+
+    from artdet.curves import read_scalars
+    from conftest import LEARNING_CONFIG
+
+    train_dir = workflow_run / "results" / "tiny" / "train"
+    steps = LEARNING_CONFIG["models"]["tiny"]["train_steps"]
+    every = LEARNING_CONFIG["models"]["tiny"]["checkpoint_every"]  # validate_every defaults to it
+    history = json.loads((train_dir / "validation.json").read_text())
+    assert [h["step"] for h in history] == list(range(every, steps + 1, every))
+    metrics = json.loads((workflow_run / "results/tiny/evaluation/saved_model/metrics.json").read_text())
+    # The last validation scored the weights export wrote, with its own input pipeline: the
+    # exported SavedModel, evaluated separately, must agree.
+    assert history[-1]["images"] == metrics["num_images"] and history[-1]["boxes"] == metrics["num_boxes"]
+    assert abs(history[-1]["AP50"] - metrics["AP50"]) <= 0.05, (history[-1], metrics["AP50"])
+    assert abs(history[-1]["AP"] - metrics["AP"]) <= 0.05
+    assert set(history[-1]["per_class_AP50"]) == {"abstract", "landscape", "nocturne", "portrait"}
+
+    best = json.loads((train_dir / "best.json").read_text())
+    assert best["AP50"] == max(h["AP50"] for h in history)
+    assert best["step"] == min(h["step"] for h in history if h["AP50"] == best["AP50"])
+    assert (train_dir / f"{best['checkpoint']}.index").exists()
+    summary = json.loads((train_dir / "train_summary.json").read_text())
+    assert summary["best"]["step"] == best["step"] and summary["validations"] == len(history)
+
+    # TensorBoard: AP50 per validation, and drawn test images with green ground-truth frames.
+    scalars = read_scalars(train_dir / "validation")
+    assert [s for s, _ in scalars["AP50"]] == [h["step"] for h in history]
+    assert scalars["AP50"][-1][1] == pytest.approx(history[-1]["AP50"], abs=1e-4)
+    images = {}
+    for path in (train_dir / "validation").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag.startswith("detections_"):
+                    encoded = tf.make_ndarray(value.tensor)[2]  # width, height, PNG
+                    images[(value.tag, event.step)] = tf.io.decode_png(encoded).numpy()
+    assert {tag for tag, _ in images} == {f"detections_{i}" for i in range(4)}
+    size = LEARNING_CONFIG["models"]["tiny"]["input_size"]
+    for image in images.values():
+        assert image.shape[2] == 3 and max(image.shape[:2]) <= size
+    final_images = [images[(f"detections_{i}", steps)] for i in range(4)]
+    assert any(np.all(image == (0, 230, 0), axis=-1).sum() > 20 for image in final_images)
+
+    # The best checkpoint exports like the final one and says which it is.
+    out = tmp_path / "best_model"
+    subprocess.run(
+        [
+            "python",
+            "-m",
+            "artdet",
+            "export",
+            "--pipeline",
+            str(workflow_run / "results/tiny/pipeline.yaml"),
+            "--model-dir",
+            str(train_dir),
+            "--label-map",
+            str(workflow_run / "results/data/label_map.pbtxt"),
+            "--checkpoint",
+            "best",
+            str(out),
+        ],
+        env=venv_env,
+        check=True,
+        capture_output=True,
+    )
+    info = json.loads((out / "artdet_model.json").read_text())
+    assert info["checkpoint"] == f"best (step {best['step']}, AP50 {best['AP50']:.3f})"

@@ -181,11 +181,12 @@ def _cmd_pipeline_config(args: argparse.Namespace) -> None:
     from artdet.pipeline_config import write_pipeline
 
     model = json.loads(args.model_json)
-    num_classes = len(read_label_map(args.label_map))
+    labels = read_label_map(args.label_map)
+    classes = [labels[k] for k in sorted(labels)]
     train = [str(Path(p).resolve()) for p in args.train]
     test = [str(Path(p).resolve()) for p in args.test]
     init = json.loads(Path(args.pretrained).read_text()) if args.pretrained else None
-    write_pipeline(model, num_classes, train, test, args.out, init)
+    write_pipeline(model, len(classes), train, test, args.out, init, classes)
 
 
 def _cmd_fetch_checkpoint(args: argparse.Namespace) -> None:
@@ -204,15 +205,16 @@ def _cmd_fetch_checkpoint(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from artdet.train import train
+    from artdet.train import train, use_onednn_kernels
 
+    use_onednn_kernels()
     train(args.pipeline, args.model_dir, seed=args.seed)
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from artdet.export import export
 
-    export(args.pipeline, args.model_dir, args.label_map, args.out)
+    export(args.pipeline, args.model_dir, args.label_map, args.out, args.checkpoint)
 
 
 def _cmd_export_tflite(args: argparse.Namespace) -> None:
@@ -223,7 +225,9 @@ def _cmd_export_tflite(args: argparse.Namespace) -> None:
         if not args.calibration_records:
             raise ValueError("int8 needs --calibration-records (the training TFRecords)")
         calibration = calibration_images(args.calibration_records, args.calibration_count)
-    path = export_tflite(args.pipeline, args.model_dir, args.label_map, args.out, args.precision, calibration)
+    path = export_tflite(
+        args.pipeline, args.model_dir, args.label_map, args.out, args.precision, calibration, args.checkpoint
+    )
     log.info("wrote %s (%.1f MB, %s)", path, path.stat().st_size / 1e6, args.precision)
 
 
@@ -420,10 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("export", help="export the latest checkpoint as a SavedModel")
+    checkpoint_help = "final (after the last step) or best (highest validation AP50 during training)"
+    p = sub.add_parser("export", help="export a trained checkpoint as a SavedModel")
     p.add_argument("--pipeline", required=True)
     p.add_argument("--model-dir", required=True)
     p.add_argument("--label-map", required=True)
+    p.add_argument("--checkpoint", choices=["final", "best"], default="final", help=checkpoint_help)
     p.add_argument("out")
     p.set_defaults(func=_cmd_export)
 
@@ -435,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["float32", "float16", "int8"], default="float32")
     p.add_argument("--calibration-records", nargs="+", help="training TFRecords (int8 calibration images)")
     p.add_argument("--calibration-count", type=int, default=100, help="images used for int8 calibration")
+    p.add_argument("--checkpoint", choices=["final", "best"], default="final", help=checkpoint_help)
     p.set_defaults(func=_cmd_export_tflite)
 
     p = sub.add_parser("evaluate", help="full evaluation of an exported model on the test TFRecords")

@@ -19,11 +19,29 @@ def _train_summary(model_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def final_checkpoint(model_dir: str | Path) -> str:
-    """The model-only checkpoint with recomputed batch-norm statistics, else the newest training one."""
+CHECKPOINTS = ("final", "best")
+
+
+def final_checkpoint(model_dir: str | Path, which: str = "final") -> str:
+    """The checkpoint to export: ``final`` or ``best`` (highest validation AP50 during training).
+
+    ``final`` is the model-only checkpoint with recomputed batch-norm
+    statistics, else the newest training one.
+    """
     import tensorflow as tf
 
     model_dir = Path(model_dir)
+    if which not in CHECKPOINTS:
+        raise ValueError(f"checkpoint {which!r}: choose one of {CHECKPOINTS}")
+    if which == "best":
+        best = _train_summary(model_dir).get("best") or {}
+        path = model_dir / best.get("checkpoint", "best/model")
+        if not Path(f"{path}.index").exists():
+            raise FileNotFoundError(
+                f"no best checkpoint in {model_dir} (it is kept by the validation during training); "
+                "train again or export the final checkpoint"
+            )
+        return str(path)
     final = _train_summary(model_dir).get("final_checkpoint")
     if final and Path(f"{model_dir / final}.index").exists():
         return str(model_dir / final)
@@ -33,13 +51,23 @@ def final_checkpoint(model_dir: str | Path) -> str:
     return checkpoint
 
 
-def export(pipeline: str | Path, model_dir: str | Path, label_map: str | Path, out_dir: str | Path) -> Path:
+def checkpoint_label(model_dir: Path, which: str, checkpoint: str) -> str:
+    """How artdet_model.json names the exported weights: ``ckpt-600`` or ``best (step 400, AP50 0.91)``."""
+    summary = _train_summary(model_dir)
+    if which == "best" and summary.get("best"):
+        return f"best (step {summary['best']['step']}, AP50 {summary['best']['AP50']:.3f})"
+    return summary.get("checkpoint") or Path(checkpoint).name
+
+
+def export(
+    pipeline: str | Path, model_dir: str | Path, label_map: str | Path, out_dir: str | Path, which: str = "final"
+) -> Path:
     from official.vision.serving import export_saved_model_lib
 
     from artdet.pipeline_config import load_params
 
     params, header = load_params(pipeline)
-    checkpoint = final_checkpoint(model_dir)
+    checkpoint = final_checkpoint(model_dir, which)
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -53,7 +81,7 @@ def export(pipeline: str | Path, model_dir: str | Path, label_map: str | Path, o
         export_dir=str(out_dir),
     )
     shutil.copyfile(label_map, out_dir / "label_map.pbtxt")
-    step = _train_summary(Path(model_dir)).get("checkpoint") or Path(checkpoint).name
+    step = checkpoint_label(Path(model_dir), which, checkpoint)
     info = {"experiment": header["experiment"], "checkpoint": step, "input_size": size}
     (out_dir / "artdet_model.json").write_text(json.dumps(info, indent=2) + "\n")
     return out_dir

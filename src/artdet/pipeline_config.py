@@ -91,6 +91,10 @@ def render(
     steps_per_loop = max(1, min(int(model.get("steps_per_loop", 50)), steps))
     checkpoint_every = int(model.get("checkpoint_every", 100))
     checkpoint_every = max(steps_per_loop, checkpoint_every // steps_per_loop * steps_per_loop)
+    # Validation runs after a train loop: every N steps (a multiple of steps_per_loop), 0 = at the end only.
+    validate_every = int(model.get("validate_every", checkpoint_every))
+    if validate_every > 0:
+        validate_every = max(steps_per_loop, validate_every // steps_per_loop * steps_per_loop)
     lr = scaled_learning_rate(model, spec)
     init_checkpoint = model.get("init_checkpoint") or (init or {}).get("prefix")
     modules = model.get("init_checkpoint_modules") or (init or {}).get("modules") or ["backbone"]
@@ -114,7 +118,7 @@ def render(
                 "train_data": data,
                 "validation_data": {
                     "input_path": ",".join(test_records),
-                    "global_batch_size": 1,
+                    "global_batch_size": 8,
                     "dtype": "float32",
                     "drop_remainder": False,
                 },
@@ -124,7 +128,7 @@ def render(
                 "steps_per_loop": steps_per_loop,
                 "summary_interval": steps_per_loop,
                 "checkpoint_interval": checkpoint_every,
-                "validation_interval": checkpoint_every,
+                "validation_interval": validate_every,
                 "validation_steps": -1,
                 "max_to_keep": 3,
                 "optimizer_config": _schedule(
@@ -173,7 +177,15 @@ def write_pipeline(
     test: list[str],
     out: str | Path,
     init: dict[str, Any] | None = None,
+    classes: list[str] | None = None,
 ) -> None:
+    """Render and write ``pipeline.yaml``: an ``artdet:`` header, then the Model Garden config.
+
+    ``classes`` (label-map order) name the per-class AP of the validation
+    during training.
+    """
+    if classes is not None and len(classes) != num_classes:
+        raise ValueError(f"{len(classes)} class names for {num_classes} classes")
     rendered = render(model, num_classes, train, test, init)
     header = {
         "artdet": {
@@ -183,6 +195,7 @@ def write_pipeline(
             "mixed_precision": model.get("mixed_precision", "auto"),
             "pretrained": (init or {}).get("name"),
             "pretrained_sha256": (init or {}).get("sha256"),
+            "classes": list(classes) if classes else None,
         }
     }
     text = (

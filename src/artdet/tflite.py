@@ -59,7 +59,7 @@ def calibration_images(records: list[str | Path], count: int = 100) -> list[np.n
     return [tf.io.decode_image(ex["image/encoded"], channels=3).numpy() for ex in examples[::step][:count]]
 
 
-def _export_tflite_graph(pipeline: Path, model_dir: Path, export_dir: Path) -> int:
+def _export_tflite_graph(pipeline: Path, model_dir: Path, export_dir: Path, which: str = "final") -> int:
     """The fixed-size SavedModel with TFLite post-processing; returns its input size."""
     from official.vision.serving import export_saved_model_lib
 
@@ -91,7 +91,7 @@ def _export_tflite_graph(pipeline: Path, model_dir: Path, export_dir: Path) -> i
         batch_size=1,
         input_image_size=[size, size],
         params=params,
-        checkpoint_path=final_checkpoint(model_dir),
+        checkpoint_path=final_checkpoint(model_dir, which),
         export_dir=str(export_dir),
     )
     return size
@@ -104,6 +104,7 @@ def export_tflite(
     out_path: str | Path,
     precision: str = "float32",
     calibration: list[np.ndarray] | None = None,
+    which: str = "final",
 ) -> Path:
     """Write ``out_path`` with the label map and ``artdet_model.json`` beside it.
 
@@ -119,7 +120,7 @@ def export_tflite(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        size = _export_tflite_graph(Path(pipeline), Path(model_dir), Path(scratch) / "graph")
+        size = _export_tflite_graph(Path(pipeline), Path(model_dir), Path(scratch) / "graph", which)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "graph"))
         if precision == "float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -141,6 +142,7 @@ def export_tflite(
         "input_size": size,
         "preprocessing": {"mean_rgb": MEAN_RGB, "stddev_rgb": STDDEV_RGB, "resize": "fit, pad bottom-right"},
         "calibration_images": len(calibration or []),
+        "checkpoint": which,
     }
     (out_path.parent / "artdet_model.json").write_text(json.dumps(info, indent=2) + "\n")
     return out_path
