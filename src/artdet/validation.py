@@ -102,7 +102,7 @@ class Validator:
             )
         )
 
-    def _copy_weights(self) -> None:
+    def _copy_weights(self) -> str:
         """The training model's current weights into the validation model, through a checkpoint.
 
         A checkpoint matches variables by their place in the object graph, so
@@ -112,6 +112,7 @@ class Validator:
 
         prefix = tf.train.Checkpoint(model=self.trainer.model).write(str(self.model_dir / "validation" / "weights"))
         tf.train.Checkpoint(model=self.model).read(prefix).expect_partial()
+        return prefix
 
     def _predict(self) -> tuple[list[dict], list[dict], list[dict]]:
         """Ground truth, predictions (in original image pixels) and a few drawn images."""
@@ -177,13 +178,17 @@ class Validator:
         start = time.perf_counter()
         if self.model is None:
             self._build()
-        self._copy_weights()
+        copied = self._copy_weights()
         if self.bn_batches > 0:
             batches = (next(self._train_batches) for _ in range(self.bn_batches))
             average_statistics(self.model, batches, self.experiment)
         recalibrated = time.perf_counter()
         ground_truth, predictions, drawn = self._predict()
         detected = time.perf_counter()
+        # Variables the first forward pass created were restored from the copy as they were
+        # made (deferred restoration); from here on the copy is not needed.
+        for path in Path(copied).parent.glob(f"{Path(copied).name}.*"):
+            path.unlink()
         metrics, _ = coco_metrics(ground_truth, predictions, self.classes)
         log.info(
             "validation at step %d: weights and batch-norm statistics %.1f s, detection %.1f s, scoring %.1f s",
