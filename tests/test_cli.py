@@ -99,6 +99,10 @@ def test_summary_lists_every_evaluated_form(tmp_path: Path) -> None:
         if form.startswith("tflite"):
             metrics["agreement"] = {"agreement": 0.97}
         (results / "ssd" / "evaluation" / form / "metrics.json").write_text(json.dumps(metrics))
+    (results / "ssd" / "train").mkdir()
+    train = {"train_steps": 600, "seconds": 450.0, "device": "cpu", "best": {"AP50": 0.93, "step": 400}}
+    (results / "ssd" / "train" / "train_summary.json").write_text(json.dumps(train))
     text = summarize(tmp_path / "config.yaml", results)
+    assert "training            : 600 steps in 7.5 min on cpu; best validation AP50 0.930 at step 400" in text
     assert "saved_model         : AP 0.700, AP50 0.910, 12 ms, 3.0 MB" in text
     assert "tflite_int8         : AP 0.700, AP50 0.900, 12 ms, 3.0 MB, agreement 0.97" in text

@@ -25,6 +25,14 @@ def summarize(config_path: str | Path, results: str | Path = "results") -> str:
         lines.append(f"Model {name}:")
         lines.append(f"  exported SavedModel : {folder / 'saved_model'}/")
         lines.append(f"  checkpoints, events : {folder / 'train'}/  (tensorboard --logdir {folder / 'train'})")
+        train_summary = folder / "train" / "train_summary.json"
+        if train_summary.exists():
+            t = json.loads(train_summary.read_text())
+            best = t.get("best")
+            lines.append(
+                f"  training            : {t['train_steps']} steps in {t['seconds'] / 60:.1f} min on {t['device']}"
+                + (f"; best validation AP50 {best['AP50']:.3f} at step {best['step']}" if best else "")
+            )
         for metrics_path in sorted((folder / "evaluation").glob("*/metrics.json")):
             m = json.loads(metrics_path.read_text())
             extra = f", agreement {m['agreement']['agreement']}" if "agreement" in m else ""
