@@ -121,6 +121,18 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
     assert planned_jobs(work, venv_env) == model_jobs
 
     config["models"]["tiny"]["train_steps"] -= 10
+    # Exporting the best checkpoint instead re-exports and re-evaluates, without retraining.
+    config["models"]["tiny"]["export_checkpoint"] = "best"
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(work, venv_env) == {
+        "export": 1,
+        "export_tflite": 1,
+        "evaluate": 2,
+        "compare": 1,
+        "all": 1,
+    }
+
+    del config["models"]["tiny"]["export_checkpoint"]
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     before = {row["filename"]: row["split"] for row in read_split(work / "results" / "data" / "split.csv")}
     from artdet.demo_data import generate
