@@ -113,6 +113,15 @@ def test_image_errors_and_agreement() -> None:
     assert (result["reference_detections"], result["matched"], result["agreement"]) == (2, 2, 1.0)
     other = [[(1, 0.85, (0, 0, 10, 11)), (1, 0.9, (20, 20, 40, 40))]]  # wrong class for the second
     assert agreement(reference, other, score_threshold=0.5)["agreement"] == 0.5
+    # The SavedModel's second class on the same painting is not asked of a one-class-per-box model...
+    reference = [[(2, 0.57, (0, 0, 10, 10)), (3, 0.53, (0, 0, 10, 10)), (3, 0.8, (20, 20, 30, 30))]]
+    other = [[(2, 0.56, (0, 0, 10, 10)), (3, 0.75, (20, 20, 30, 30))]]
+    result = agreement(reference, other, score_threshold=0.5)
+    assert (result["reference_detections"], result["matched"]) == (2, 2)
+    # ...but a different top class still counts as a miss, and per-class comparison can be asked for.
+    other = [[(3, 0.56, (0, 0, 10, 10)), (3, 0.75, (20, 20, 30, 30))]]
+    assert agreement(reference, other, score_threshold=0.5)["matched"] == 1
+    assert agreement(reference, other, score_threshold=0.5, single_class=False)["agreement"] == round(2 / 3, 4)
 
 
 def test_comparison_table_and_plot(tmp_path) -> None:
