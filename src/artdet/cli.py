@@ -424,12 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train)
 
+    from artdet.export import CHECKPOINTS  # light: no TensorFlow at import
+
     checkpoint_help = "final (after the last step) or best (highest validation AP50 during training)"
     p = sub.add_parser("export", help="export a trained checkpoint as a SavedModel")
     p.add_argument("--pipeline", required=True)
     p.add_argument("--model-dir", required=True)
     p.add_argument("--label-map", required=True)
-    p.add_argument("--checkpoint", choices=["final", "best"], default="final", help=checkpoint_help)
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="final", help=checkpoint_help)
     p.add_argument("out")
     p.set_defaults(func=_cmd_export)
 
@@ -441,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["float32", "float16", "int8"], default="float32")
     p.add_argument("--calibration-records", nargs="+", help="training TFRecords (int8 calibration images)")
     p.add_argument("--calibration-count", type=int, default=100, help="images used for int8 calibration")
-    p.add_argument("--checkpoint", choices=["final", "best"], default="final", help=checkpoint_help)
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="final", help=checkpoint_help)
     p.set_defaults(func=_cmd_export_tflite)
 
     p = sub.add_parser("evaluate", help="full evaluation of an exported model on the test TFRecords")
