@@ -58,7 +58,11 @@ rule evaluate:
         iou=config["evaluation"]["iou_threshold"],
         score=config["evaluation"]["score_threshold"],
         reference=lambda wildcards, input: (
-            f"--reference {input.reference}" if input.reference else ""
+            f"--reference {input.reference} "
+            f"--tolerance {config['evaluation']['export_tolerance']} "
+            f"--found-min-score {config['evaluation']['found_min_score']}"
+            if input.reference
+            else ""
         ),
     shell:
         "python -m artdet evaluate {input.model} {input.test} --out-dir {params.out_dir} "

@@ -93,11 +93,15 @@ def test_summary_lists_every_evaluated_form(tmp_path: Path) -> None:
 
     (tmp_path / "config.yaml").write_text("dataset: photos\ntrain_models: [ssd]\n")
     results = tmp_path / "results"
-    for form, ap50 in (("saved_model", 0.91), ("tflite_int8", 0.9)):
+    for form, ap50 in (("saved_model", 0.91), ("tflite_float32", 0.9), ("tflite_int8", 0.8)):
         (results / "ssd" / "evaluation" / form).mkdir(parents=True)
         metrics = {"AP": 0.7, "AP50": ap50, "latency_ms": {"median": 12.0}, "size_mb": 3.0}
         if form.startswith("tflite"):
-            metrics["agreement"] = {"agreement": 0.97}
+            lossy = ap50 < 0.89
+            metrics["versus_reference"] = {
+                "found": {"share": 0.97},
+                "warning": "loses 0.110 AP50 against the SavedModel (tolerance 0.02)" if lossy else None,
+            }
         (results / "ssd" / "evaluation" / form / "metrics.json").write_text(json.dumps(metrics))
     (results / "ssd" / "train").mkdir()
     train = {"train_steps": 600, "seconds": 450.0, "device": "cpu", "best": {"AP50": 0.93, "step": 400}}
@@ -105,4 +109,6 @@ def test_summary_lists_every_evaluated_form(tmp_path: Path) -> None:
     text = summarize(tmp_path / "config.yaml", results)
     assert "training            : 600 steps in 7.5 min on cpu; best validation AP50 0.930 at step 400" in text
     assert "saved_model         : AP 0.700, AP50 0.910, 12 ms, 3.0 MB" in text
-    assert "tflite_int8         : AP 0.700, AP50 0.900, 12 ms, 3.0 MB, agreement 0.97" in text
+    assert "tflite_float32      : AP 0.700, AP50 0.900, 12 ms, 3.0 MB, finds 0.97 of the SavedModel's" in text
+    assert "WARNING: tflite_int8 loses 0.110 AP50 against the SavedModel" in text
+    assert "WARNING: tflite_float32" not in text

@@ -101,27 +101,60 @@ def test_confusion_matrix_on_a_hand_made_case() -> None:
     np.testing.assert_array_equal(matrix, expected)
 
 
-def test_image_errors_and_agreement() -> None:
-    from artdet.matching import agreement, image_errors, iou_matrix
+def test_image_errors_and_found_share() -> None:
+    from artdet.matching import found_share, image_errors, iou_matrix
 
     assert iou_matrix([(0, 0, 10, 10)], [(5, 0, 15, 10), (20, 20, 30, 30)]).round(3).tolist() == [[0.333, 0.0]]
     truth = [(1, (0, 0, 10, 10)), (2, (20, 20, 40, 40))]
     assert image_errors(truth, [(1, 0.9, (0, 0, 10, 10)), (1, 0.9, (20, 20, 40, 40))]) == (1, 1)
-    reference = [[(1, 0.9, (0, 0, 10, 10)), (2, 0.6, (20, 20, 40, 40)), (2, 0.3, (50, 50, 60, 60))]]
-    other = [[(1, 0.85, (0, 0, 10, 11)), (2, 0.45, (21, 20, 40, 40))]]  # 0.45 is within the 0.1 margin
-    result = agreement(reference, other, score_threshold=0.5)
-    assert (result["reference_detections"], result["matched"], result["agreement"]) == (2, 2, 1.0)
+    reference = [[(1, 0.9, (0, 0, 10, 10)), (2, 0.6, (20, 20, 40, 40)), (2, 0.05, (50, 50, 60, 60))]]
+    other = [[(1, 0.85, (0, 0, 10, 11)), (2, 0.55, (21, 20, 40, 40))]]
+    result = found_share(reference, other, min_score=0.1)
+    assert (result["reference_detections"], result["matched"], result["share"]) == (2, 2, 1.0)
     other = [[(1, 0.85, (0, 0, 10, 11)), (1, 0.9, (20, 20, 40, 40))]]  # wrong class for the second
-    assert agreement(reference, other, score_threshold=0.5)["agreement"] == 0.5
-    # The SavedModel's second class on the same painting is not asked of a one-class-per-box model...
-    reference = [[(2, 0.57, (0, 0, 10, 10)), (3, 0.53, (0, 0, 10, 10)), (3, 0.8, (20, 20, 30, 30))]]
+    assert found_share(reference, other, min_score=0.1)["share"] == 0.5
+    # Every class counts: a second guess on the same painting that the export drops is a miss.
+    reference = [[(2, 0.57, (0, 0, 10, 10)), (3, 0.33, (0, 0, 10, 10)), (3, 0.8, (20, 20, 30, 30))]]
     other = [[(2, 0.56, (0, 0, 10, 10)), (3, 0.75, (20, 20, 30, 30))]]
-    result = agreement(reference, other, score_threshold=0.5)
-    assert (result["reference_detections"], result["matched"]) == (2, 2)
-    # ...but a different top class still counts as a miss, and per-class comparison can be asked for.
-    other = [[(3, 0.56, (0, 0, 10, 10)), (3, 0.75, (20, 20, 30, 30))]]
-    assert agreement(reference, other, score_threshold=0.5)["matched"] == 1
-    assert agreement(reference, other, score_threshold=0.5, single_class=False)["agreement"] == round(2 / 3, 4)
+    assert found_share(reference, other, min_score=0.1)["matched"] == 2
+    assert found_share(reference, other, min_score=0.5)["share"] == 1.0  # a high threshold cannot see it
+    other[0].append((3, 0.07, (0, 1, 10, 10)))  # kept, with a score within the margin
+    assert found_share(reference, other, min_score=0.1)["share"] == 1.0
+
+
+def test_versus_reference_flags_a_loss_beyond_the_tolerance() -> None:
+    from artdet.evaluate import versus_reference
+
+    classes = {1: "duchess", 2: "queen"}
+    boxes = [(10 + 40 * i, 10, 40 + 40 * i, 40) for i in range(4)]
+    truth = [{"id": i, "width": 200, "height": 60, "boxes": [(1 + i % 2, *b) for b in boxes]} for i in range(1, 6)]
+    # The reference hesitates on each box (right class 0.6, wrong one 0.4): AP 1.0.
+    reference = [
+        [(c, 0.6, b) for c, *b in image["boxes"]] + [(3 - c, 0.4, b) for c, *b in image["boxes"]] for image in truth
+    ]
+    same = versus_reference(truth, reference, reference, classes)
+    assert same["difference"] == {"AP": 0.0, "AP50": 0.0, "AR100": 0.0} and not same["lossy"]
+    assert same["warning"] is None and same["found"]["share"] == 1.0
+    # One class per box, picked wrongly on every other image: a loss that must be flagged.
+    one_class = [[d for d in dets if d[1] == (0.6 if i % 2 else 0.4)] for i, dets in enumerate(reference)]
+    lossy = versus_reference(truth, one_class, reference, classes, tolerance=0.02)
+    assert lossy["lossy"] and lossy["difference"]["AP50"] < -0.02
+    assert lossy["found"]["share"] == 0.5
+    assert "AP50" in lossy["warning"] and "tolerance 0.02" in lossy["warning"]
+    assert not versus_reference(truth, one_class, reference, classes, tolerance=1.0)["lossy"]
+
+
+def test_evaluation_defaults_match_the_schema() -> None:
+    import yaml
+
+    from artdet.evaluate import EXPORT_TOLERANCE, FOUND_MIN_SCORE
+    from conftest import ROOT
+
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    evaluation = schema["properties"]["evaluation"]
+    assert evaluation["properties"]["export_tolerance"]["default"] == EXPORT_TOLERANCE
+    assert evaluation["properties"]["found_min_score"]["default"] == FOUND_MIN_SCORE
+    assert evaluation["default"]["export_tolerance"] == EXPORT_TOLERANCE
 
 
 def test_comparison_table_and_plot(tmp_path) -> None:
@@ -147,7 +180,11 @@ def test_comparison_table_and_plot(tmp_path) -> None:
             "format": fmt,
         }
         if fmt.startswith("tflite"):
-            metrics["agreement"] = {"agreement": 0.93}
+            metrics["versus_reference"] = {
+                "difference": {"AP": -0.03, "AP50": -0.02, "AR100": 0.0},
+                "found": {"share": 0.93},
+                "warning": "loses 0.030 AP against the SavedModel (tolerance 0.02)",
+            }
         (folder / "metrics.json").write_text(json.dumps(metrics))
         paths.append(folder / "metrics.json")
     rows = compare(paths, tmp_path / "results" / "comparison")
@@ -161,7 +198,10 @@ def test_comparison_table_and_plot(tmp_path) -> None:
     with open(tmp_path / "results" / "comparison.csv") as handle:
         table = {(r["model"], r["format"]): r for r in csv.DictReader(handle)}
     assert float(table["ssd", "tflite_int8"]["AP50"]) == 0.88
-    assert float(table["ssd", "tflite_int8"]["agreement"]) == 0.93 and table["ssd", "saved_model"]["agreement"] == ""
+    assert float(table["ssd", "tflite_int8"]["found"]) == 0.93 and table["ssd", "saved_model"]["found"] == ""
+    assert float(table["ssd", "tflite_int8"]["dAP"]) == -0.03
+    assert "WARNING: ssd / tflite_int8 loses 0.030 AP" in (tmp_path / "results" / "comparison.md").read_text()
+    assert "class=lossy" in (tmp_path / "results" / "comparison.html").read_text()
     assert float(table["frcnn", "saved_model"]["latency_ms_median"]) == 400.0
     assert (tmp_path / "results" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert "<td>tflite_int8</td>" in (tmp_path / "results" / "comparison.html").read_text()

@@ -29,8 +29,8 @@ def _cmd_demo_data(args: argparse.Namespace) -> None:
     if args.config:
         demo = (yaml.safe_load(Path(args.config).read_text()) or {}).get("demo") or {}
         count, seed = int(demo.get("count", count)), int(demo.get("seed", seed))
-    boxes = generate(args.out, count=count, seed=seed)
-    print(f"wrote {count} images with {boxes} boxes to {args.out}")
+    boxes = generate(args.out, count=count, seed=seed, variant=args.variant)
+    print(f"wrote {count} {args.variant} images with {boxes} boxes to {args.out}")
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -242,6 +242,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         score_threshold=args.score,
         worst=args.worst,
         reference=args.reference,
+        tolerance=args.tolerance,
+        found_min_score=args.found_min_score,
     )
     log.info(
         "AP %.3f  AP50 %.3f  AP75 %.3f  latency %.1f ms (p90 %.1f)  %.1f MB",
@@ -252,21 +254,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         m["latency_ms"]["p90"],
         m["size_mb"],
     )
-    if "agreement" in m:
-        a = m["agreement"]
+    if "versus_reference" in m:
+        v = m["versus_reference"]
         log.info(
-            "agreement with the reference: %s of %s detections (%s)",
-            a["matched"],
-            a["reference_detections"],
-            a["agreement"],
+            "against the reference: %s; finds %s of its %s detections (score >= %s)",
+            "  ".join(f"{name} {d:+.3f}" for name, d in v["difference"].items()),
+            v["found"]["matched"],
+            v["found"]["reference_detections"],
+            v["found"]["min_score"],
         )
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from artdet.compare import compare
+    from artdet.compare import compare, warnings
 
     rows = compare(args.metrics, args.out_prefix)
     log.info("compared %d models into %s.{csv,json,md,png}", len(rows), args.out_prefix)
+    for line in warnings(rows):
+        log.warning(line)
 
 
 def _cmd_plot_training(args: argparse.Namespace) -> None:
@@ -311,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--count", type=int, default=360)
     p.add_argument("--config", help="read count and seed from the 'demo:' section of this config.yaml")
+    p.add_argument(
+        "--variant",
+        default="gallery",
+        help="gallery (default): four distinct styles; lookalike: three portraits differing in a small attribute",
+    )
     p.set_defaults(func=_cmd_demo_data)
 
     def data_options(p: argparse.ArgumentParser) -> None:
@@ -446,14 +456,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="final", help=checkpoint_help)
     p.set_defaults(func=_cmd_export_tflite)
 
+    from artdet.evaluate import EXPORT_TOLERANCE, FOUND_MIN_SCORE  # light: NumPy only at import
+
     p = sub.add_parser("evaluate", help="full evaluation of an exported model on the test TFRecords")
     p.add_argument("model", help="exported SavedModel folder or .tflite file")
     p.add_argument("test_records", nargs="+", help="TFRecord files of the test split")
     p.add_argument("--out-dir", required=True, help="folder for metrics.json, CSVs and plots")
     p.add_argument("--iou", type=float, default=0.5, help="IoU of a match (confusion matrix, errors)")
-    p.add_argument("--score", type=float, default=0.5, help="score threshold (confusion matrix, errors, agreement)")
+    p.add_argument("--score", type=float, default=0.5, help="score threshold (confusion matrix, errors)")
     p.add_argument("--worst", type=int, default=8, help="how many of the worst images to draw")
-    p.add_argument("--reference", help="detections.json of another model (the SavedModel) to measure agreement")
+    p.add_argument("--reference", help="the SavedModel's detections.json: compare this export with it")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=EXPORT_TOLERANCE,
+        help=f"AP, AP50 or AR100 lost against the reference beyond this flags the export (default {EXPORT_TOLERANCE})",
+    )
+    p.add_argument(
+        "--found-min-score",
+        type=float,
+        default=FOUND_MIN_SCORE,
+        help=f"the reference's detections from this score on must be found again (default {FOUND_MIN_SCORE})",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("compare", help="compare evaluated models: accuracy against latency and size")

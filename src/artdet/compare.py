@@ -2,7 +2,10 @@
 
 The tutorial's author trained an SSD-MobileNet and a Faster R-CNN and chose
 between them by AP and by how fast each ran on the target device; this puts
-every trained model and export format in one table and one plot.
+every trained model and export format in one table and one plot. Each export
+also shows what it lost against its SavedModel on the same images (the
+``d`` columns) and the share of the SavedModel's detections it finds; an
+export that loses more than the tolerance is listed under the table.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ COLUMNS = [
     "latency_ms_median",
     "latency_ms_p90",
     "size_mb",
-    "agreement",
+    "dAP",
+    "dAP50",
+    "dAR100",
+    "found",
 ]
 
 
@@ -29,7 +35,8 @@ def _row(path: Path) -> dict:
     metrics = json.loads(path.read_text())
     # results/<model>/evaluation/<format>/metrics.json
     model, fmt = (path.parts[-4], path.parts[-2]) if len(path.parts) >= 4 else (path.parent.name, metrics["format"])
-    agreement = (metrics.get("agreement") or {}).get("agreement")
+    versus = metrics.get("versus_reference") or {}
+    difference = versus.get("difference") or {}
     return {
         "model": model,
         "format": fmt,
@@ -40,8 +47,15 @@ def _row(path: Path) -> dict:
         "latency_ms_median": metrics["latency_ms"]["median"],
         "latency_ms_p90": metrics["latency_ms"]["p90"],
         "size_mb": metrics["size_mb"],
-        "agreement": "" if agreement is None else agreement,
+        **{f"d{name}": difference.get(name, "") for name in ("AP", "AP50", "AR100")},
+        "found": (versus.get("found") or {}).get("share", ""),
+        "warning": versus.get("warning") or "",
     }
+
+
+def warnings(rows: list[dict]) -> list[str]:
+    """One line per export that lost more than its tolerance against the SavedModel."""
+    return [f"WARNING: {r['model']} / {r['format']} {r['warning']}" for r in rows if r["warning"]]
 
 
 def plot(rows: list[dict], out: str | Path) -> None:
@@ -79,14 +93,21 @@ def html_table(rows: list[dict]) -> str:
     import html
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in COLUMNS) + "</tr>" for r in rows)
+    body = "".join(
+        f"<tr{' class=lossy' if r['warning'] else ''}>"
+        + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in COLUMNS)
+        + "</tr>"
+        for r in rows
+    )
+    notes = "".join(f"<p class=warning>{html.escape(line)}</p>" for line in warnings(rows))
     style = (
         "body{font-family:sans-serif}table{border-collapse:collapse}"
         "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}"
+        ".lossy td{background:#fdd}.warning{color:#a00}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Model comparison</title><style>{style}</style>"
-        f"</head><body><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>\n"
+        f"</head><body><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}</body></html>\n"
     )
 
 
@@ -96,12 +117,13 @@ def compare(metrics_paths: list[str | Path], out_prefix: str | Path) -> list[dic
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     with open(out_prefix.with_suffix(".csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=[*COLUMNS, "warning"])
         writer.writeheader()
         writer.writerows(rows)
     out_prefix.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    lines += ["", *warnings(rows)] if warnings(rows) else []
     out_prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
     out_prefix.with_suffix(".html").write_text(html_table(rows))
     plot(rows, out_prefix.with_suffix(".png"))

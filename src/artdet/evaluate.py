@@ -161,6 +161,63 @@ def _grid(tiles: list[np.ndarray], out: str | Path, columns: int = 4, tile: int 
     sheet.save(out, quality=90)
 
 
+# The figures an export is held to against the SavedModel, the loss in any of them that flags
+# it, and the lowest score of the SavedModel's detections it is asked to find (defaults of
+# config.yaml's `evaluation:` keys; tests check that the schema says the same).
+COMPARED = ("AP", "AP50", "AR100")
+EXPORT_TOLERANCE = 0.02
+FOUND_MIN_SCORE = 0.1
+
+
+def versus_reference(
+    ground_truth: list[dict],
+    found: list[list[tuple[int, float, tuple]]],
+    reference: list[list[tuple[int, float, tuple]]],
+    classes: dict[int, str],
+    tolerance: float = EXPORT_TOLERANCE,
+    min_score: float = FOUND_MIN_SCORE,
+) -> dict:
+    """How an exported form scores against the model it came from, on the same images.
+
+    Both sets of detections are scored by pycocotools against the same
+    ground truth, so the differences in AP, AP50 and AR100 are the accuracy
+    the export cost; ``found`` is the share of the reference's detections
+    (every class, score >= ``min_score``) that the form returns. A form that
+    loses more than ``tolerance`` in any of the three is ``lossy`` and gets a
+    warning line.
+    """
+    from artdet.matching import found_share
+
+    def predictions(detections: list) -> list[dict]:
+        return [
+            {"image_id": image["id"], "class_id": c, "score": s, "box": b}
+            for image, dets in zip(ground_truth, detections, strict=True)
+            for c, s, b in dets
+        ]
+
+    ours, _ = coco_metrics(ground_truth, predictions(found), classes)
+    theirs, _ = coco_metrics(ground_truth, predictions(reference), classes)
+    difference = {name: round(ours[name] - theirs[name], 4) for name in COMPARED}
+    losses = {name: -d for name, d in difference.items() if -d > tolerance}
+    share = found_share(reference, found, min_score=min_score)
+    warning = None
+    if losses:
+        warning = (
+            "loses "
+            + ", ".join(f"{loss:.3f} {name}" for name, loss in losses.items())
+            + f" against the SavedModel (tolerance {tolerance}); it finds {share['matched']} of the SavedModel's "
+            f"{share['reference_detections']} detections with score >= {min_score}"
+        )
+    return {
+        "reference_metrics": {name: theirs[name] for name in COMPARED},
+        "difference": difference,
+        "found": share,
+        "tolerance": tolerance,
+        "lossy": bool(losses),
+        "warning": warning,
+    }
+
+
 def _size_bytes(model: Path) -> int:
     return model.stat().st_size if model.is_file() else sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
 
@@ -198,18 +255,21 @@ def evaluate_model(
     score_threshold: float = 0.5,
     worst: int = 8,
     reference: str | Path | None = None,
+    tolerance: float = EXPORT_TOLERANCE,
+    found_min_score: float = FOUND_MIN_SCORE,
 ) -> dict:
     """Evaluate an exported model (SavedModel folder or .tflite file) on the test TFRecords.
 
     Writes into ``out_dir``: metrics.json (COCO AP/AR by pycocotools, AP50 and
-    AP per class, latency median/p90, model size, and the agreement with
-    ``reference``, another model's detections.json, when given), per_class.csv,
+    AP per class, latency median/p90, model size, and, when ``reference`` (the
+    SavedModel's detections.json) is given, ``versus_reference``: see
+    :func:`versus_reference`), per_class.csv,
     precision_recall.png/.csv, confusion_matrix.png/.csv, worst_images.jpg/.json
     (the images with the most missed boxes, predictions and ground truth drawn),
     sample_detections.jpg and detections.json.
     """
     from artdet.draw import draw_detections, draw_ground_truth
-    from artdet.matching import agreement, confusion_matrix, image_errors
+    from artdet.matching import confusion_matrix, image_errors
     from artdet.predict import Detection, Detector
 
     model, out_dir = Path(model), Path(out_dir)
@@ -350,10 +410,17 @@ def evaluate_model(
         missing = [im["name"] for im in images if im["name"] not in ref]
         if missing:
             raise ValueError(f"{reference}: no detections for {missing[:5]}; evaluate both models on the same records")
-        metrics["agreement"] = agreement(
-            [[(c, s, b) for c, s, b in ref[im["name"]]] for im in images], found, score_threshold
+        comparison = versus_reference(
+            ground_truth,
+            found,
+            [[(c, s, tuple(b)) for c, s, b in ref[im["name"]]] for im in images],
+            detector.labels,
+            tolerance,
+            found_min_score,
         )
-        metrics["agreement"]["reference"] = str(reference)
+        metrics["versus_reference"] = {"reference": str(reference), **comparison}
+        if comparison["warning"]:
+            log.warning("%s %s", model, comparison["warning"])
     info_path = (model.parent if model.is_file() else model) / "artdet_model.json"
     if info_path.exists():
         metrics["model"] = json.loads(info_path.read_text())
@@ -398,15 +465,21 @@ def metrics_html(metrics: dict, per_class_csv: str | Path) -> str:
         "<h2>Per class</h2>",
         table(per_class),
     ]
-    if "agreement" in metrics:
-        a = metrics["agreement"]
-        parts.append(
-            f"<h2>Agreement with the SavedModel</h2><p>{a['matched']} of {a['reference_detections']} detections "
-            f"(score &ge; {a['score_threshold']}) found again: {a['agreement']}</p>"
-        )
+    if "versus_reference" in metrics:
+        v = metrics["versus_reference"]
+        rows = [["", *COMPARED], ["this model", *(metrics[n] for n in COMPARED)]]
+        rows += [["SavedModel", *v["reference_metrics"].values()], ["difference", *v["difference"].values()]]
+        f = v["found"]
+        parts += [
+            "<h2>Against the SavedModel</h2>",
+            f"<p class='warning'><b>Warning:</b> {escape(v['warning'])}</p>" if v["warning"] else "",
+            table(rows),
+            f"<p>Finds {f['matched']} of the SavedModel's {f['reference_detections']} detections "
+            f"(every class, score &ge; {f['min_score']}): {f['share']}</p>",
+        ]
     style = (
         "body{font-family:sans-serif}table{border-collapse:collapse;margin:8px 0}"
-        "td,th{border:1px solid #bbb;padding:3px 8px}"
+        "td,th{border:1px solid #bbb;padding:3px 8px}.warning{color:#a00}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Metrics</title><style>{style}</style></head>"

@@ -74,6 +74,8 @@ class Detector:
         if "input_size" not in info:
             raise FileNotFoundError(f"{info_path}: missing; export TFLite files with `artdet export-tflite`")
         size = int(info["input_size"])
+        class_offset = int(info.get("class_offset", 0))
+        per_box = int(info.get("classes_per_detection", 1))
         interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=os.cpu_count())
         runner = interpreter.get_signature_runner("serving_default")
         lock = threading.Lock()  # an interpreter is not safe to call from two threads at once
@@ -82,6 +84,13 @@ class Detector:
             batch, scale = preprocess(image, size)
             with lock:
                 out = {k: np.array(v) for k, v in runner(inputs=batch).items()}
+            # num_detections counts boxes; each box has `per_box` class entries, grouped by box.
+            count = min(int(out["num_detections"][0]) * per_box, out["detection_scores"].shape[1])
+            order = np.argsort(-out["detection_scores"][0, :count], kind="stable")
+            out["detection_boxes"] = out["detection_boxes"][:, order]
+            out["detection_scores"] = out["detection_scores"][:, order]
+            out["detection_classes"] = out["detection_classes"][:, order] + class_offset
+            out["num_detections"] = np.array([count])
             # Boxes come in pixels of the padded square input; image_info's scale maps them back.
             out["image_info"] = np.array([[[0, 0], [size, size], list(scale), [0, 0]]], np.float32)
             return out

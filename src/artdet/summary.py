@@ -35,11 +35,14 @@ def summarize(config_path: str | Path, results: str | Path = "results") -> str:
             )
         for metrics_path in sorted((folder / "evaluation").glob("*/metrics.json")):
             m = json.loads(metrics_path.read_text())
-            extra = f", agreement {m['agreement']['agreement']}" if "agreement" in m else ""
+            versus = m.get("versus_reference")
+            extra = f", finds {versus['found']['share']} of the SavedModel's detections" if versus else ""
             lines.append(
                 f"  {metrics_path.parent.name:<20}: AP {m['AP']:.3f}, AP50 {m['AP50']:.3f}, "
                 f"{m['latency_ms']['median']:.0f} ms, {m['size_mb']:.1f} MB{extra}  ({metrics_path.parent}/)"
             )
+            if versus and versus["warning"]:
+                lines.append(f"  WARNING: {metrics_path.parent.name} {versus['warning']}")
         lines.append(f"  training curves     : {folder / 'training_loss.png'}")
     if (results / "comparison.md").exists():
         lines.append(f"Comparison: {results / 'comparison.md'}, {results / 'comparison.png'}")

@@ -12,13 +12,39 @@ the same way) covers the whole network; only the input and output stay float.
 boxes back to the image, reading ``artdet_model.json`` beside the file.
 
 Model Garden has no TFLite path for Faster R-CNN; ``export_tflite`` refuses it.
+
+How the post-processing op is set up decides whether the phone keeps the
+SavedModel's accuracy. The SavedModel runs NMS per class, so where the model
+hesitates between look-alike classes one painting comes back as "duchess
+0.42" and "queen 0.39", and AP counts the right one. The op's fast NMS keeps
+one class per box unless told otherwise (the phone model then loses every
+second guess: a quarter of its AP50 on look-alike classes), and its regular,
+per-class NMS splits the classes among threads so that, with fewer threads
+than classes, the class whose column index equals the thread count is never
+processed (measured: with 2 threads the third class of three vanished; with
+1 or 4 it came back) - a phone's thread count would decide which class is
+lost. So the op runs fast NMS (one class-agnostic NMS over each box's best
+score) and returns every class's score for each kept box
+(``max_classes_per_detection`` = the number of classes), which keeps the
+second guesses without the thread-dependent loop.
+
+The op must also be told which score column is the background: Model
+Garden's RetinaNet scores carry one (column 0), and its TFLite path passes
+the full column count as ``num_classes``, which makes the op treat the
+background as a class. We pass the count without it, the op's own
+convention; its output classes then count from 0 without the background,
+and ``artdet_model.json`` records ``class_offset: 1`` (add it to reach the
+label map's ids) and ``classes_per_detection`` (the op's ``num_detections``
+counts boxes; each box has that many class entries).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +85,40 @@ def calibration_images(records: list[str | Path], count: int = 100) -> list[np.n
     return [tf.io.decode_image(ex["image/encoded"], channels=3).numpy() for ex in examples[::step][:count]]
 
 
-def _export_tflite_graph(pipeline: Path, model_dir: Path, export_dir: Path, which: str = "final") -> int:
-    """The fixed-size SavedModel with TFLite post-processing; returns its input size."""
+# What Detector adds to the op's output classes to reach label-map ids (the op counts from 0
+# without the background). Files exported before this setting existed have none: offset 0.
+CLASS_OFFSET = 1
+
+
+def classes_per_detection(params) -> int:
+    """Class entries the op returns per kept box: every class of the dataset (background excluded)."""
+    return int(params.task.model.num_classes) - 1
+
+
+@contextlib.contextmanager
+def _background_column_skipped() -> Iterator[None]:
+    """Model Garden's TFLite post-processing with ``num_classes`` counted without the background.
+
+    Model Garden computes ``num_classes`` from the score tensor (background
+    included) and writes it straight into the op's attributes; the op derives
+    its label offset as columns minus ``num_classes``, so it must see one less.
+    """
+    from official.vision.modeling.layers import detection_generator
+
+    original = detection_generator._generate_detections_tflite_implements_signature
+
+    def signature(config: dict) -> str:
+        return original({**config, "num_classes": config["num_classes"] - 1})
+
+    detection_generator._generate_detections_tflite_implements_signature = signature
+    try:
+        yield
+    finally:
+        detection_generator._generate_detections_tflite_implements_signature = original
+
+
+def _export_tflite_graph(pipeline: Path, model_dir: Path, export_dir: Path, which: str = "final") -> tuple[int, int]:
+    """The fixed-size SavedModel with TFLite post-processing; returns its input size and classes per box."""
     from official.vision.serving import export_saved_model_lib
 
     from artdet.export import final_checkpoint
@@ -78,23 +136,24 @@ def _export_tflite_graph(pipeline: Path, model_dir: Path, export_dir: Path, whic
     generator.tflite_post_processing.override(
         {
             "max_detections": max_detections,
-            "max_classes_per_detection": 1,
-            "use_regular_nms": False,  # the op's multi-class NMS lost a whole class in our tests
+            "max_classes_per_detection": classes_per_detection(params),
+            "use_regular_nms": False,  # see the module docstring: per-class NMS loses a class to threading
             "detections_per_class": max_detections,
             "nms_score_threshold": generator.pre_nms_score_threshold,
             "nms_iou_threshold": generator.nms_iou_threshold,
         }
     )
     size = int(params.task.model.input_size[0])
-    export_saved_model_lib.export_inference_graph(
-        input_type="tflite",
-        batch_size=1,
-        input_image_size=[size, size],
-        params=params,
-        checkpoint_path=final_checkpoint(model_dir, which),
-        export_dir=str(export_dir),
-    )
-    return size
+    with _background_column_skipped():
+        export_saved_model_lib.export_inference_graph(
+            input_type="tflite",
+            batch_size=1,
+            input_image_size=[size, size],
+            params=params,
+            checkpoint_path=final_checkpoint(model_dir, which),
+            export_dir=str(export_dir),
+        )
+    return size, classes_per_detection(params)
 
 
 def export_tflite(
@@ -120,7 +179,7 @@ def export_tflite(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        size = _export_tflite_graph(Path(pipeline), Path(model_dir), Path(scratch) / "graph", which)
+        size, per_box = _export_tflite_graph(Path(pipeline), Path(model_dir), Path(scratch) / "graph", which)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "graph"))
         if precision == "float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -140,6 +199,8 @@ def export_tflite(
         "format": "tflite",
         "precision": precision,
         "input_size": size,
+        "class_offset": CLASS_OFFSET,
+        "classes_per_detection": per_box,
         "preprocessing": {"mean_rgb": MEAN_RGB, "stddev_rgb": STDDEV_RGB, "resize": "fit, pad bottom-right"},
         "calibration_images": len(calibration or []),
         "checkpoint": which,
