@@ -150,6 +150,25 @@ def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path:
     result = found_share(reference, other, min_score=0.1)  # every class, second guesses included
     assert result["reference_detections"] > 30 and result["share"] >= 0.9, result
 
+    # The file answers the same with any thread count (TFLite's per-class NMS skipped the class
+    # whose index equals the number of threads; a phone picks its own thread count).
+    import tensorflow as tf
+
+    from artdet.tflite import preprocess
+
+    answers = []
+    for threads in (1, 2, 3):
+        runner = tf.lite.Interpreter(model_path=str(tflite), num_threads=threads).get_signature_runner()
+        outputs = [runner(inputs=preprocess(np.asarray(Image.open(p)), 192)[0]) for p in sorted(photos.glob("*.jpg"))]
+        answers.append([(o["detection_classes"].tolist(), o["detection_scores"].round(4).tolist()) for o in outputs])
+        assert {c for o in outputs for c in o["detection_classes"][0][: int(o["num_detections"][0]) * 4]} == {
+            0.0,
+            1.0,
+            2.0,
+            3.0,
+        }, f"{threads} threads: a class is missing"
+    assert answers[0] == answers[1] == answers[2]
+
     out = tmp_path / "out"
     assert main(["detect", str(tflite), str(photos / "gallery_00001.jpg"), "--out", str(out)]) == 0
     assert (out / "gallery_00001.jpg").exists()
