@@ -6,7 +6,7 @@ import json
 
 from common import RESULTS, ROOT, table
 
-ORDER = ["data_prep", "dag", "train_speed", "inference", "serve"]
+ORDER = ["accuracy", "data_prep", "dag", "train_speed", "inference", "serve"]
 
 
 def main() -> None:
