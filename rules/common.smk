@@ -8,7 +8,7 @@ import json
 
 from artdet.classes import discover_classes, scan_names
 from artdet.dataset import IMAGE_SUFFIXES, shard_name, shard_of
-from artdet.split import PinsError, read_pins
+from artdet.split import SIDES, PinsError, check_fractions, read_pins
 
 # Rules run the package's command line (`python -m artdet ...`) with the interpreter on
 # PATH; this checkout's src/ goes on PYTHONPATH so that it imports in any environment
@@ -31,6 +31,12 @@ if unknown_models:
         f"config.yaml: train_models lists {unknown_models}, which are not defined under 'models:' "
         f"(defined: {sorted(config['models'])})"
     )
+
+
+try:
+    check_fractions(config["split"]["test_fraction"], config["split"]["val_fraction"])
+except ValueError as exc:
+    raise WorkflowError(f"config.yaml: {exc}")
 
 
 SHARDS = config["records"]["shards"]

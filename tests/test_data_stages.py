@@ -180,6 +180,9 @@ def test_labels_csv_has_tutorial_columns(tmp_path: Path) -> None:
     assert list(frame.columns[:8]) == CSV_COLUMNS
     assert frame.iloc[0][CSV_COLUMNS].tolist() == ["img0.jpg", 10, 10, "a", 1.0, 2.0, 3.0, 4.0]
     assert write_labels(samples, sides, "test", tmp_path / "test.csv") == 0
+    assert write_labels(samples, sides, "val", tmp_path / "val.csv") == 0
+    assert pd.read_csv(tmp_path / "val.csv").columns.tolist()[:8] == CSV_COLUMNS
+    assert write_labels(samples, {**sides, samples[0].image: "val"}, "val", tmp_path / "val.csv") == 1
 
 
 def test_label_map_ids_from_one_in_stable_order(tmp_path: Path) -> None:
@@ -248,22 +251,34 @@ def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
     local = tmp_path / "raccoon"
     shutil.copytree(source, local)
     counts = prepare_dataset(local, tmp_path / "out", max_side=640, shards=3)
-    assert counts["train"] + counts["test"] == 200
-    examples = [ex for s in ("train", "test") for ex in read_examples(tmp_path / "out" / f"{s}.record")]
+    assert sum(counts.values()) == 200 and all(counts[side] > 0 for side in SIDES)
+    examples = [ex for s in SIDES for ex in read_examples(tmp_path / "out" / f"{s}.record")]
+    assert len(examples) == 200
     assert sum(len(ex["image/object/class/label"]) for ex in examples) == 217
     assert read_label_map(tmp_path / "out" / "label_map.pbtxt") == {1: "raccoon"}
     # The three grey-scale JPEGs are converted to RGB, and the report says so.
     report = json.loads((tmp_path / "out" / "validation_report.json").read_text())
     assert report["accounted"] and report["totals"]["boxes_written"] == 217
+    assert {side: report["totals"][f"{side}_images"] for side in SIDES} == counts
+    assert sum(report["totals"][f"{side}_boxes"] for side in SIDES) == 217
     grey = {row["file"] for row in report["issues"]["image_converted"]}
     assert grey == {"images/raccoon-150.jpg", "images/raccoon-152.jpg", "images/raccoon-161.jpg"}
     for ex in examples:
         if ex["image/filename"].decode() in {"images/raccoon-150.jpg", "images/raccoon-152.jpg"}:
             assert Image.open(io.BytesIO(ex["image/encoded"])).mode == "RGB"
-    # The dataset holds re-saved copies of a few photos; each group sits on one side of the split.
+    # The dataset holds re-saved copies of a few photos. Identical dHashes share a side; one group
+    # whose hashes differ in a few bits lands on train and val, and the report gives the pins that
+    # keep it together (on the side most of it is on).
     groups = report["near_duplicates"]["groups"]
     assert ["images/raccoon-116.jpg", "images/raccoon-11.jpg"] in groups
-    assert report["near_duplicates"]["across_split"] == []
+    group = ["images/raccoon-52.jpg", "images/raccoon-50.jpg", "images/raccoon-74.jpg"]
+    assert report["near_duplicates"]["across_split"] == [{"images": group, "pins": [f"{g},val" for g in group]}]
+    assert report["issue_counts"]["near_duplicate_split"] == 1
+    pins = {name: "val" for name in group}
+    counts = prepare_dataset(local, tmp_path / "pinned", max_side=640, shards=3, pins=pins)
+    report = json.loads((tmp_path / "pinned" / "validation_report.json").read_text())
+    assert report["near_duplicates"]["across_split"] == [] and "near_duplicate_split" not in report["issue_counts"]
+    assert sum(counts.values()) == 200
 
 
 def test_find_pairs_across_images_and_annotations_folders(tmp_path: Path) -> None:

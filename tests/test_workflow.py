@@ -21,7 +21,8 @@ from workflow_helpers import planned_jobs, snakemake
 def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
     from artdet.curves import read_scalars
     from artdet.label_map import read_label_map
-    from artdet.split import read_split
+    from artdet.labels_csv import read_labels
+    from artdet.split import SIDES, read_split
 
     results = workflow_run / "results"
     assert read_label_map(results / "data" / "label_map.pbtxt") == {
@@ -32,7 +33,9 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
     }
     split = read_split(results / "data" / "split.csv")
     assert len(split) == 48
+    assert {row["split"] for row in split} == set(SIDES)
     test_images = [row for row in split if row["split"] == "test"]
+    per_side = {side: sum(row["split"] == side for row in split) for side in SIDES}
     evaluation = results / "tiny" / "evaluation" / "saved_model"
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["num_images"] == len(test_images) > 0
@@ -75,10 +78,17 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
         assert (results / "logs" / log).stat().st_size > 0
     report = json.loads((results / "data" / "validation_report.json").read_text())
     assert report["totals"]["images_written"] == 48 and report["accounted"]
+    assert {side: report["totals"][f"{side}_images"] for side in SIDES} == per_side
     stats = json.loads((results / "data" / "stats" / "stats.json").read_text())
+    assert stats["images"] == {"total": 48, **per_side}
     assert stats["images"]["test"] == len(test_images)
     records = sorted(p.name for p in (results / "data" / "records").iterdir())
-    assert records == [f"{s}-0000{i}-of-00003.tfrecord" for s in ("test", "train") for i in range(3)]
+    assert records == [f"{s}-0000{i}-of-00003.tfrecord" for s in sorted(SIDES) for i in range(3)]
+    # The merged tables hold every labelled box once, each on its image's side.
+    labels = {side: read_labels(results / "data" / f"{side}_labels.csv") for side in SIDES}
+    assert sum(len(frame) for frame in labels.values()) == report["totals"]["boxes_written"]
+    sides = {row["filename"]: row["split"] for row in split}
+    assert all(sides[name] == side for side, frame in labels.items() for name in frame["filename"])
 
 
 @pytest.mark.slow
@@ -164,6 +174,10 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
     [
         ({"modles": {}}, "modles"),
         ({"split": {"test_fraction": 1.5, "seed": 0}}, "1.5"),
+        (
+            {"split": {"test_fraction": 0.5, "val_fraction": 0.5, "seed": 0}},
+            "test_fraction (0.5) + val_fraction (0.5) must be below 1",
+        ),
         ({"train_models": ["nope"]}, "nope"),
         ({"models": {"tiny": {"preset": "yolo", "train_steps": 1}}}, "yolo"),
         ({"models": {"tiny": {"preset": "ssd_mobilenet", "train_step": 1}}}, "train_step"),
