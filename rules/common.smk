@@ -97,6 +97,21 @@ def _pins():
 PINS = _pins()
 
 
+# Exporting the best checkpoint needs validation during training, which needs a val split.
+_no_val = config["split"]["val_fraction"] == 0 and "val" not in PINS.values()
+_best_without_val = [
+    m
+    for m in config["train_models"]
+    if config["models"][m].get("export_checkpoint") == "best" and _no_val
+]
+if _best_without_val:
+    raise WorkflowError(
+        f"config.yaml: models {_best_without_val} set export_checkpoint: best, which is picked by the "
+        "validation during training on the val split, but split: val_fraction is 0; set split: "
+        "val_fraction (e.g. 0.1) or export_checkpoint: final"
+    )
+
+
 def shard_pins(wildcards):
     """The pins of one shard's images as JSON (a changed pin reruns only its shard)."""
     own = {

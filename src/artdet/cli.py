@@ -184,14 +184,15 @@ def _cmd_stats(args: argparse.Namespace) -> None:
 def _cmd_pipeline_config(args: argparse.Namespace) -> None:
     from artdet.label_map import read_label_map
     from artdet.pipeline_config import write_pipeline
+    from artdet.tfrecord import count_records
 
     model = json.loads(args.model_json)
     labels = read_label_map(args.label_map)
     classes = [labels[k] for k in sorted(labels)]
     train = [str(Path(p).resolve()) for p in args.train]
-    test = [str(Path(p).resolve()) for p in args.test]
+    val = [str(Path(p).resolve()) for p in args.val]
     init = json.loads(Path(args.pretrained).read_text()) if args.pretrained else None
-    write_pipeline(model, len(classes), train, test, args.out, init, classes)
+    write_pipeline(model, len(classes), train, val, args.out, init, classes, val_images=count_records(val))
 
 
 def _cmd_fetch_checkpoint(args: argparse.Namespace) -> None:
@@ -432,7 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-json", required=True, help="one model entry of config.yaml, as JSON")
     p.add_argument("--label-map", required=True)
     p.add_argument("--train", required=True, nargs="+", help="training TFRecord files")
-    p.add_argument("--test", required=True, nargs="+", help="test TFRecord files")
+    p.add_argument(
+        "--val",
+        required=True,
+        nargs="+",
+        help="val TFRecord files, scored during training (when they hold no image, validation is off)",
+    )
     p.add_argument("--pretrained", help="checkpoint.json written by `artdet fetch-checkpoint`")
     p.add_argument("out")
     p.set_defaults(func=_cmd_pipeline_config)
