@@ -30,14 +30,17 @@ include: "rules/evaluate.smk"
 # `snakemake data`: only the data stages (TFRecords, report, statistics, tables).
 rule data:
     input:
-        shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
-        shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
+        expand(
+            f"{DATA}/records/{{side}}-{{shard}}.tfrecord",
+            side=SIDES,
+            shard=SHARD_NAMES,
+        ),
         f"{DATA}/label_map.pbtxt",
         f"{DATA}/validation_report.html",
         f"{DATA}/stats/stats.json",
         f"{DATA}/split.csv",
         (
-            expand(f"{DATA}/{{split}}.record", split=["train", "test"])
+            expand(f"{DATA}/{{split}}.record", split=SIDES)
             if config["records"]["unsharded"]
             else []
         ),

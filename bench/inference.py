@@ -25,8 +25,8 @@ def exported_model() -> Path:
     if not (work / "train" / "train_summary.json").exists():
         import train_speed
 
-        train, test, classes = train_speed.records()
-        train_speed.train_rate("ssd_mobilenet", train_speed.PRESETS["ssd_mobilenet"], train, test, classes)
+        train, classes = train_speed.records()
+        train_speed.train_rate("ssd_mobilenet", train_speed.PRESETS["ssd_mobilenet"], train, classes, onednn=True)
     label_map = CACHE / "records-1000-320" / "label_map.pbtxt"
     subprocess.run(
         [

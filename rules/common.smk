@@ -8,7 +8,7 @@ import json
 
 from artdet.classes import discover_classes, scan_names
 from artdet.dataset import IMAGE_SUFFIXES, shard_name, shard_of
-from artdet.split import PinsError, read_pins
+from artdet.split import SIDES, PinsError, check_fractions, read_pins
 
 # Rules run the package's command line (`python -m artdet ...`) with the interpreter on
 # PATH; this checkout's src/ goes on PYTHONPATH so that it imports in any environment
@@ -31,6 +31,12 @@ if unknown_models:
         f"config.yaml: train_models lists {unknown_models}, which are not defined under 'models:' "
         f"(defined: {sorted(config['models'])})"
     )
+
+
+try:
+    check_fractions(config["split"]["test_fraction"], config["split"]["val_fraction"])
+except ValueError as exc:
+    raise WorkflowError(f"config.yaml: {exc}")
 
 
 SHARDS = config["records"]["shards"]
@@ -89,6 +95,21 @@ def _pins():
 
 
 PINS = _pins()
+
+
+# Exporting the best checkpoint needs validation during training, which needs a val split.
+_no_val = config["split"]["val_fraction"] == 0 and "val" not in PINS.values()
+_best_without_val = [
+    m
+    for m in config["train_models"]
+    if config["models"][m].get("export_checkpoint") == "best" and _no_val
+]
+if _best_without_val:
+    raise WorkflowError(
+        f"config.yaml: models {_best_without_val} set export_checkpoint: best, which is picked by the "
+        "validation during training on the val split, but split: val_fraction is 0; set split: "
+        "val_fraction (e.g. 0.1) or export_checkpoint: final"
+    )
 
 
 def shard_pins(wildcards):

@@ -1,4 +1,5 @@
 # Data stages, per shard: validate -> resize -> split -> CSV -> TFRecord.
+# Each image is on one side: train, val (scored during training) or test (the final evaluation).
 # Then, over all shards: the validation report, merged tables, statistics.
 # A shard is every file whose stem hashes to it, so adding an image reruns one shard.
 
@@ -63,11 +64,12 @@ rule split:
         "../envs/artdet.yaml"
     params:
         test_fraction=config["split"]["test_fraction"],
+        val_fraction=config["split"]["val_fraction"],
         seed=config["split"]["seed"],
         pins=shard_pins,
     shell:
         "python -m artdet split {input} {output} --test-fraction {params.test_fraction} "
-        "--seed {params.seed} --pins-json {params.pins:q} > {log} 2>&1"
+        "--val-fraction {params.val_fraction} --seed {params.seed} --pins-json {params.pins:q} > {log} 2>&1"
 
 
 rule labels_csv:
@@ -76,6 +78,7 @@ rule labels_csv:
         split=f"{SHARD_DIR}/split.csv",
     output:
         train=f"{SHARD_DIR}/train_labels.csv",
+        val=f"{SHARD_DIR}/val_labels.csv",
         test=f"{SHARD_DIR}/test_labels.csv",
     log:
         f"{LOGS}/data/{{shard}}/labels_csv.log",
@@ -83,7 +86,7 @@ rule labels_csv:
         "../envs/artdet.yaml"
     shell:
         "python -m artdet csv {input.manifest} {input.split} --train {output.train} "
-        "--test {output.test} > {log} 2>&1"
+        "--val {output.val} --test {output.test} > {log} 2>&1"
 
 
 rule label_map:
@@ -107,6 +110,7 @@ rule tfrecord:
         label_map=f"{DATA}/label_map.pbtxt",
     output:
         train=f"{DATA}/records/train-{{shard}}.tfrecord",
+        val=f"{DATA}/records/val-{{shard}}.tfrecord",
         test=f"{DATA}/records/test-{{shard}}.tfrecord",
     log:
         f"{LOGS}/data/{{shard}}/tfrecord.log",
@@ -114,7 +118,7 @@ rule tfrecord:
         "../envs/artdet.yaml"
     shell:
         "python -m artdet tfrecord {input.manifest} {input.split} {input.images} {input.label_map} "
-        "--train {output.train} --test {output.test} > {log} 2>&1"
+        "--train {output.train} --val {output.val} --test {output.test} > {log} 2>&1"
 
 
 rule data_report:
@@ -137,21 +141,25 @@ rule data_report:
     params:
         shards=shard_outputs(SHARD_DIR),
         distance=config["split"]["near_duplicate_distance"],
+        val_fraction=config["split"]["val_fraction"],
         pins=f"--pins {config['split']['pins']}" if config["split"].get("pins") else "",
         strict="--strict" if config["strict"] else "",
     shell:
         "python -m artdet data-report {params.shards} --json {output.json} --md {output.md} --html {output.html} "
-        "--near-duplicate-distance {params.distance} {params.pins} {params.strict} > {log} 2>&1"
+        "--near-duplicate-distance {params.distance} --val-fraction {params.val_fraction} "
+        "{params.pins} {params.strict} > {log} 2>&1"
 
 
 rule merge_csv:
     input:
         split=shard_outputs(f"{SHARD_DIR}/split.csv"),
         train=shard_outputs(f"{SHARD_DIR}/train_labels.csv"),
+        val=shard_outputs(f"{SHARD_DIR}/val_labels.csv"),
         test=shard_outputs(f"{SHARD_DIR}/test_labels.csv"),
     output:
         split=f"{DATA}/split.csv",
         train=f"{DATA}/train_labels.csv",
+        val=f"{DATA}/val_labels.csv",
         test=f"{DATA}/test_labels.csv",
     log:
         f"{LOGS}/data/merge_csv.log",
@@ -160,6 +168,7 @@ rule merge_csv:
     shell:
         "(python -m artdet merge-csv {output.split} {input.split} && "
         "python -m artdet merge-csv {output.train} {input.train} && "
+        "python -m artdet merge-csv {output.val} {input.val} && "
         "python -m artdet merge-csv {output.test} {input.test}) > {log} 2>&1"
 
 
@@ -173,7 +182,7 @@ rule merge_records:
     log:
         f"{LOGS}/data/{{split}}_merge_records.log",
     wildcard_constraints:
-        split="train|test",
+        split="|".join(SIDES),
     conda:
         "../envs/artdet.yaml"
     shell:

@@ -22,7 +22,7 @@ rule pipeline_config:
         pretrained=pretrained_checkpoint,
         label_map=f"{DATA}/label_map.pbtxt",
         train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
-        test=shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
+        val=shard_outputs(f"{DATA}/records/val-{{shard}}.tfrecord"),
     output:
         "results/{model}/pipeline.yaml",
     log:
@@ -36,11 +36,12 @@ rule pipeline_config:
         ),
     shell:
         "python -m artdet pipeline-config {output} --model-json {params.model:q} "
-        "--label-map {input.label_map} --train {input.train} --test {input.test} "
+        "--label-map {input.label_map} --train {input.train} --val {input.val} "
         "{params.pretrained} > {log} 2>&1"
 
 
-# Training waits for the validation report, which fails a strict run with data warnings
+# Training validates on the val records (never the test records, kept for `evaluate`).
+# It waits for the validation report, which fails a strict run with data warnings
 # (ancient: a report rewritten with the same records does not retrain).
 # Checkpoints and TensorBoard events live in results/{model}/train/, which is not
 # a declared output: Snakemake keeps it after a failure, so a rerun resumes.
@@ -48,7 +49,7 @@ rule train:
     input:
         pipeline="results/{model}/pipeline.yaml",
         train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
-        test=shard_outputs(f"{DATA}/records/test-{{shard}}.tfrecord"),
+        val=shard_outputs(f"{DATA}/records/val-{{shard}}.tfrecord"),
         report=ancient(f"{DATA}/validation_report.json"),
     output:
         "results/{model}/train/train_summary.json",

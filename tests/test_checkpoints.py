@@ -88,7 +88,7 @@ def test_fine_tuning_restores_the_checkpoint_weights(tmp_path: Path, demo_dir: P
         "warmup_steps": 0,
         "bn_recalibration_batches": 0,
     }
-    records = [str(tmp_path / "data" / "train.record")], [str(tmp_path / "data" / "test.record")]
+    records = [str(tmp_path / "data" / "train.record")], [str(tmp_path / "data" / "val.record")]
     write_pipeline(model, 4, *records, tmp_path / "base.yaml")
     params, _ = load_params(tmp_path / "base.yaml")
     source = task_factory.get_task(params.task).build_model()

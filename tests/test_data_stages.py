@@ -17,7 +17,7 @@ from artdet.dataset import DatasetError, Sample, find_pairs, read_manifest
 from artdet.label_map import format_label_map, read_label_map, write_label_map
 from artdet.labels_csv import CSV_COLUMNS, merge_csv, write_labels
 from artdet.resize import resize_images
-from artdet.split import assign_splits
+from artdet.split import SIDES, PinsError, assign_splits, check_fractions, read_pins
 from artdet.validate import validate_dataset
 from artdet.voc import Annotation, Box, write_voc
 
@@ -95,13 +95,60 @@ def _samples(n: int, offset: int = 0) -> list[Sample]:
 
 
 def test_split_is_stable_when_images_are_added() -> None:
-    first = assign_splits(_samples(200), 0.2, seed=0)
-    more = assign_splits(_samples(200) + _samples(100, offset=200), 0.2, seed=0)
+    first = assign_splits(_samples(200), 0.2, seed=0, val_fraction=0.1)
+    more = assign_splits(_samples(200) + _samples(100, offset=200), 0.2, seed=0, val_fraction=0.1)
     assert all(more[name] == side for name, side in first.items())
-    fraction = sum(side == "test" for side in more.values()) / len(more)
-    assert 0.12 < fraction < 0.28
-    reseeded = assign_splits(_samples(200), 0.2, seed=1)
+    assert {"train", "val", "test"} == set(first.values())
+    fraction = {side: sum(s == side for s in more.values()) / len(more) for side in SIDES}
+    assert 0.12 < fraction["test"] < 0.28
+    assert 0.05 < fraction["val"] < 0.15
+    reseeded = assign_splits(_samples(200), 0.2, seed=1, val_fraction=0.1)
     assert reseeded != first
+
+
+def test_val_comes_out_of_train_and_never_changes_the_test_set() -> None:
+    """Test membership depends on test_fraction and the seed only, whatever val_fraction is."""
+    samples = _samples(500)
+    two_way = assign_splits(samples, 0.2, seed=0, val_fraction=0)
+    assert set(two_way.values()) == {"train", "test"}
+    tests = {name for name, side in two_way.items() if side == "test"}
+    for val_fraction in (0.1, 0.3):
+        sides = assign_splits(samples, 0.2, seed=0, val_fraction=val_fraction)
+        assert {name for name, side in sides.items() if side == "test"} == tests
+        val = {name for name, side in sides.items() if side == "val"}
+        assert val and not val & tests
+        assert all(two_way[name] == "train" for name in val)
+    # A larger val split takes more from train and keeps the smaller one's val images.
+    small = assign_splits(samples, 0.2, seed=0, val_fraction=0.1)
+    large = assign_splits(samples, 0.2, seed=0, val_fraction=0.3)
+    assert all(large[name] == "val" for name, side in small.items() if side == "val")
+
+
+def test_fractions_must_leave_images_to_train_on() -> None:
+    check_fractions(0.2, 0)
+    with pytest.raises(ValueError, match=r"test_fraction \(0\.5\) \+ val_fraction \(0\.5\) must be below 1"):
+        assign_splits(_samples(3), 0.5, seed=0, val_fraction=0.5)
+    with pytest.raises(ValueError, match=r"val_fraction is -0\.1; it must be at least 0"):
+        check_fractions(0.2, -0.1)
+
+
+def test_pins_accept_val_and_name_the_file_and_line_of_a_bad_side(tmp_path: Path) -> None:
+    pins = tmp_path / "pins.csv"
+    pins.write_text("image,split\n# kept together\nimg1.jpg,val\nsub/img2.jpg, TEST\nimg3.jpg,train\n")
+    assert read_pins(pins) == {"img1.jpg": "val", "sub/img2.jpg": "test", "img3.jpg": "train"}
+    samples = _samples(300)
+    hashed = assign_splits(samples, 0.2, seed=0, val_fraction=0.1)
+    on_test = next(name for name, side in hashed.items() if side == "test")
+    pinned = assign_splits(samples, 0.2, seed=0, pins={on_test: "val"}, val_fraction=0.1)
+    assert pinned[on_test] == "val"
+    # A pin to val works with no val fraction too.
+    assert assign_splits(samples, 0.2, seed=0, pins={on_test: "val"})[on_test] == "val"
+    pins.write_text("img1.jpg,val\nimg2.jpg,validation\n")
+    with pytest.raises(PinsError) as error:
+        read_pins(pins)
+    assert str(error.value) == (
+        f"{pins}, line 2: expected one of 'image,train', 'image,val', 'image,test', got 'img2.jpg,validation'"
+    )
 
 
 def test_split_keeps_identical_perceptual_hashes_together_and_obeys_pins() -> None:
@@ -133,6 +180,9 @@ def test_labels_csv_has_tutorial_columns(tmp_path: Path) -> None:
     assert list(frame.columns[:8]) == CSV_COLUMNS
     assert frame.iloc[0][CSV_COLUMNS].tolist() == ["img0.jpg", 10, 10, "a", 1.0, 2.0, 3.0, 4.0]
     assert write_labels(samples, sides, "test", tmp_path / "test.csv") == 0
+    assert write_labels(samples, sides, "val", tmp_path / "val.csv") == 0
+    assert pd.read_csv(tmp_path / "val.csv").columns.tolist()[:8] == CSV_COLUMNS
+    assert write_labels(samples, {**sides, samples[0].image: "val"}, "val", tmp_path / "val.csv") == 1
 
 
 def test_label_map_ids_from_one_in_stable_order(tmp_path: Path) -> None:
@@ -201,22 +251,34 @@ def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
     local = tmp_path / "raccoon"
     shutil.copytree(source, local)
     counts = prepare_dataset(local, tmp_path / "out", max_side=640, shards=3)
-    assert counts["train"] + counts["test"] == 200
-    examples = [ex for s in ("train", "test") for ex in read_examples(tmp_path / "out" / f"{s}.record")]
+    assert sum(counts.values()) == 200 and all(counts[side] > 0 for side in SIDES)
+    examples = [ex for s in SIDES for ex in read_examples(tmp_path / "out" / f"{s}.record")]
+    assert len(examples) == 200
     assert sum(len(ex["image/object/class/label"]) for ex in examples) == 217
     assert read_label_map(tmp_path / "out" / "label_map.pbtxt") == {1: "raccoon"}
     # The three grey-scale JPEGs are converted to RGB, and the report says so.
     report = json.loads((tmp_path / "out" / "validation_report.json").read_text())
     assert report["accounted"] and report["totals"]["boxes_written"] == 217
+    assert {side: report["totals"][f"{side}_images"] for side in SIDES} == counts
+    assert sum(report["totals"][f"{side}_boxes"] for side in SIDES) == 217
     grey = {row["file"] for row in report["issues"]["image_converted"]}
     assert grey == {"images/raccoon-150.jpg", "images/raccoon-152.jpg", "images/raccoon-161.jpg"}
     for ex in examples:
         if ex["image/filename"].decode() in {"images/raccoon-150.jpg", "images/raccoon-152.jpg"}:
             assert Image.open(io.BytesIO(ex["image/encoded"])).mode == "RGB"
-    # The dataset holds re-saved copies of a few photos; each group sits on one side of the split.
+    # The dataset holds re-saved copies of a few photos. Identical dHashes share a side; one group
+    # whose hashes differ in a few bits lands on train and val, and the report gives the pins that
+    # keep it together (on the side most of it is on).
     groups = report["near_duplicates"]["groups"]
     assert ["images/raccoon-116.jpg", "images/raccoon-11.jpg"] in groups
-    assert report["near_duplicates"]["across_split"] == []
+    group = ["images/raccoon-52.jpg", "images/raccoon-50.jpg", "images/raccoon-74.jpg"]
+    assert report["near_duplicates"]["across_split"] == [{"images": group, "pins": [f"{g},val" for g in group]}]
+    assert report["issue_counts"]["near_duplicate_split"] == 1
+    pins = {name: "val" for name in group}
+    counts = prepare_dataset(local, tmp_path / "pinned", max_side=640, shards=3, pins=pins)
+    report = json.loads((tmp_path / "pinned" / "validation_report.json").read_text())
+    assert report["near_duplicates"]["across_split"] == [] and "near_duplicate_split" not in report["issue_counts"]
+    assert sum(counts.values()) == 200
 
 
 def test_find_pairs_across_images_and_annotations_folders(tmp_path: Path) -> None:

@@ -15,13 +15,14 @@ def _model(**extra):
 
 
 def test_ssd_mobilenet_preset_renders_the_cpu_recipe() -> None:
-    cfg = render(_model(), num_classes=4, train_records=["/d/train.record"], test_records=["/d/test.record"])
+    cfg = render(_model(), num_classes=4, train_records=["/d/train.record"], val_records=["/d/val.record"])
     model = cfg["task"]["model"]
     assert model["num_classes"] == 5
     assert model["input_size"] == [320, 320, 3]
     assert model["backbone"]["mobilenet"]["model_id"] == "MobileNetV2"
     assert model["head"] == {**model["head"], "num_convs": 2, "num_filters": 64, "use_separable_conv": True}
     assert cfg["task"]["train_data"]["input_path"] == "/d/train.record"
+    assert cfg["task"]["validation_data"]["input_path"] == "/d/val.record"
     assert cfg["task"]["train_data"]["dtype"] == "float32"
     assert cfg["trainer"]["train_steps"] == 700
     assert cfg["trainer"]["optimizer_config"]["optimizer"]["type"] == "adam"
@@ -62,6 +63,7 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
         "pretrained": None,
         "pretrained_sha256": None,
         "classes": ["king", "queen", "dwarf"],
+        "validation": {"split": "val", "images": None},
     }
     assert params.trainer.train_steps == 12
     assert params.task.model.num_classes == 4
@@ -115,3 +117,35 @@ def test_local_init_checkpoint_wins_over_the_registry() -> None:
     cfg = render(_model(init_checkpoint="/mine/ckpt-5", init_checkpoint_modules=["backbone"]), 1, ["t"], ["v"])
     assert cfg["task"]["init_checkpoint"] == "/mine/ckpt-5" and cfg["task"]["init_checkpoint_modules"] == ["backbone"]
     assert render(_model(), 1, ["t"], ["v"])["task"]["init_checkpoint"] is None
+
+
+def test_pipeline_config_validates_on_the_val_records_and_never_reads_test(demo_dir: Path, tmp_path: Path) -> None:
+    """`artdet pipeline-config --val` renders validation_data from the val records; test stays for evaluate."""
+    from artdet.cli import main
+    from artdet.prepare import prepare_dataset
+    from artdet.tfrecord import count_records
+
+    data = tmp_path / "data"
+    counts = prepare_dataset(demo_dir, data, max_side=128, shards=2)
+    records = {side: sorted(str(p) for p in (data / "records").glob(f"{side}-*.tfrecord")) for side in counts}
+    assert counts["val"] > 0 and count_records(records["val"]) == counts["val"]
+    model = '{"name": "m", "preset": "ssd_mobilenet", "input_size": 128, "train_steps": 10}'
+    out = tmp_path / "pipeline.yaml"
+    args = ["pipeline-config", str(out), "--model-json", model, "--label-map", str(data / "label_map.pbtxt")]
+    assert main([*args, "--train", *records["train"], "--val", *records["val"]]) == 0
+    rendered = yaml.safe_load(out.read_text())
+    assert rendered["task"]["validation_data"]["input_path"].split(",") == records["val"]
+    assert rendered["task"]["train_data"]["input_path"].split(",") == records["train"]
+    assert rendered["artdet"]["validation"] == {"split": "val", "images": counts["val"]}
+    assert records["test"] and not any(path in out.read_text() for path in records["test"])
+
+    # An empty val split (val_fraction 0): no validation data at all, not the test records.
+    empty = prepare_dataset(demo_dir, tmp_path / "two_way", max_side=128, val_fraction=0)
+    assert empty["val"] == 0
+    val = [str(tmp_path / "two_way" / "val.record")]
+    assert main([*args, "--train", *records["train"], "--val", *val]) == 0
+    rendered = yaml.safe_load(out.read_text())
+    assert rendered["task"]["validation_data"]["input_path"] == ""
+    assert rendered["artdet"]["validation"] == {"split": "val", "images": 0}
+    params, _ = load_params(out)
+    assert params.task.validation_data.input_path == ""

@@ -19,7 +19,7 @@ RESUME_CONFIG = {
     "dataset": "photos",
     "classes": [],
     "resize": {"max_side": 128, "max_bytes": 200000},
-    "split": {"test_fraction": 0.25, "seed": 0},
+    "split": {"test_fraction": 0.25, "val_fraction": 0.15, "seed": 0},  # 16 images: 3 val, 3 test
     "train_models": ["tiny"],
     "models": {
         "tiny": {
@@ -102,13 +102,14 @@ def test_changed_data_moves_old_checkpoints_aside(workdir: Path, venv_env: dict)
 
 
 @pytest.mark.slow
-def test_validation_during_training_scores_the_test_split_and_keeps_the_best(
+def test_validation_during_training_scores_the_val_split_and_keeps_the_best(
     workflow_run: Path, venv_env: dict, tmp_path: Path
 ) -> None:
     import numpy as np
     import tensorflow as tf
 
     from artdet.curves import read_scalars
+    from artdet.split import read_sides
     from conftest import LEARNING_CONFIG
 
     train_dir = workflow_run / "results" / "tiny" / "train"
@@ -116,22 +117,48 @@ def test_validation_during_training_scores_the_test_split_and_keeps_the_best(
     every = LEARNING_CONFIG["models"]["tiny"]["checkpoint_every"]  # validate_every defaults to it
     history = json.loads((train_dir / "validation.json").read_text())
     assert [h["step"] for h in history] == list(range(every, steps + 1, every))
-    metrics = json.loads((workflow_run / "results/tiny/evaluation/saved_model/metrics.json").read_text())
+    # Validation reads the val records, never the test records (kept for `artdet evaluate`).
+    pipeline = yaml.safe_load((workflow_run / "results/tiny/pipeline.yaml").read_text())
+    paths = pipeline["task"]["validation_data"]["input_path"].split(",")
+    assert sorted(Path(p).name for p in paths) == [f"val-0000{i}-of-00003.tfrecord" for i in range(3)]
+    sides = read_sides(workflow_run / "results/data/split.csv")
+    val_images = sum(side == "val" for side in sides.values())
+    assert val_images >= 5
+    assert pipeline["artdet"]["validation"] == {"split": "val", "images": val_images}
+    assert all(h["split"] == "val" and h["images"] == val_images for h in history)
     # The last validation scored the weights export wrote, with its own input pipeline: the
-    # exported SavedModel, evaluated separately, must agree.
+    # exported SavedModel, evaluated separately on the same val records, must agree.
+    subprocess.run(
+        [
+            "python",
+            "-m",
+            "artdet",
+            "evaluate",
+            str(workflow_run / "results/tiny/saved_model"),
+            *paths,
+            "--out-dir",
+            str(tmp_path / "val_evaluation"),
+        ],
+        env=venv_env,
+        check=True,
+        capture_output=True,
+    )
+    metrics = json.loads((tmp_path / "val_evaluation" / "metrics.json").read_text())
     assert history[-1]["images"] == metrics["num_images"] and history[-1]["boxes"] == metrics["num_boxes"]
     assert abs(history[-1]["AP50"] - metrics["AP50"]) <= 0.05, (history[-1], metrics["AP50"])
     assert abs(history[-1]["AP"] - metrics["AP"]) <= 0.05
     assert set(history[-1]["per_class_AP50"]) == {"abstract", "landscape", "nocturne", "portrait"}
 
     best = json.loads((train_dir / "best.json").read_text())
+    assert best["split"] == "val" and best["images"] == val_images
     assert best["AP50"] == max(h["AP50"] for h in history)
     assert best["step"] == min(h["step"] for h in history if h["AP50"] == best["AP50"])
     assert (train_dir / f"{best['checkpoint']}.index").exists()
     summary = json.loads((train_dir / "train_summary.json").read_text())
     assert summary["best"]["step"] == best["step"] and summary["validations"] == len(history)
+    assert summary["validation"] == {"split": "val", "images": val_images, "enabled": True}
 
-    # TensorBoard: AP50 per validation, and drawn test images with green ground-truth frames.
+    # TensorBoard: AP50 per validation, and drawn val images with green ground-truth frames.
     scalars = read_scalars(train_dir / "validation")
     assert [s for s, _ in scalars["AP50"]] == [h["step"] for h in history]
     assert scalars["AP50"][-1][1] == pytest.approx(history[-1]["AP50"], abs=1e-4)
@@ -173,3 +200,37 @@ def test_validation_during_training_scores_the_test_split_and_keeps_the_best(
     )
     info = json.loads((out / "artdet_model.json").read_text())
     assert info["checkpoint"] == f"best (step {best['step']}, AP50 {best['AP50']:.3f})"
+
+
+def _params(validation_path: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(task=SimpleNamespace(validation_data=SimpleNamespace(input_path=validation_path)))
+
+
+def test_empty_val_split_turns_validation_off_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    from artdet.train import validation_split
+
+    header = {"validation": {"split": "val", "images": 0}}
+    with caplog.at_level("INFO", logger="artdet.train"):
+        info = validation_split(_params(""), header, "p.yaml")
+    assert info == {"split": "val", "images": 0, "enabled": False}
+    assert "validation during training is off: the val split holds no image" in caplog.text
+    assert "set split: val_fraction" in caplog.text and "The test split is not used instead" in caplog.text
+    header = {"validation": {"split": "val", "images": 7}}
+    assert validation_split(_params("/r/val-00000-of-00001.tfrecord"), header, "p.yaml") == {
+        "split": "val",
+        "images": 7,
+        "enabled": True,
+    }
+
+
+def test_best_export_without_validation_says_to_set_val_fraction(tmp_path: Path) -> None:
+    from artdet.export import final_checkpoint
+
+    summary = {"best": None, "validation": {"split": "val", "images": 0, "enabled": False}}
+    (tmp_path / "train_summary.json").write_text(json.dumps(summary))
+    with pytest.raises(FileNotFoundError, match=r"validation during training was off because the val split holds no"):
+        final_checkpoint(tmp_path, "best")
+    with pytest.raises(FileNotFoundError, match=r"Set split: val_fraction in config\.yaml"):
+        final_checkpoint(tmp_path, "best")

@@ -16,6 +16,7 @@ from PIL import Image
 
 from artdet.dataset import DatasetError, find_pairs, shard_of
 from artdet.prepare import prepare_dataset
+from artdet.split import SIDES
 from artdet.tfrecord import read_examples
 from artdet.validate import ORIENT_TRANSPOSE, Options, ValidationError, orient_box, validate_dataset
 from artdet.voc import Annotation, Box, write_voc
@@ -48,11 +49,7 @@ def _voc(path: Path, size: tuple[int, int] | None, boxes: list[Box]) -> None:
 
 
 def _records(out: Path) -> dict[str, dict]:
-    return {
-        ex["image/filename"].decode(): ex
-        for split in ("train", "test")
-        for ex in read_examples(out / f"{split}.record")
-    }
+    return {ex["image/filename"].decode(): ex for split in SIDES for ex in read_examples(out / f"{split}.record")}
 
 
 def _pixels(example: dict) -> np.ndarray:
@@ -171,7 +168,7 @@ def test_extra_tags_float_coordinates_missing_size_and_flags(tmp_path: Path) -> 
     np.testing.assert_allclose(example["image/object/bbox/xmin"], [49.6 / 200, 1 / 200], rtol=1e-5)
     np.testing.assert_allclose(example["image/object/bbox/ymax"], [80.4 / 100, 30 / 100], rtol=1e-5)
     assert _redness_inside(example) > 0.9
-    raw = read_examples_raw(out / "train.record") or read_examples_raw(out / "test.record")
+    (raw,) = [r for side in SIDES if (r := read_examples_raw(out / f"{side}.record"))]
     assert raw["image/object/difficult"] == [1, 0] and raw["image/object/truncated"] == [1, 0]
     report = _report(out)
     assert report["issues"]["size_missing"] == [{"file": "a.xml", "message": "no <size>; using the image's 200x100"}]

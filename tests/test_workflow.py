@@ -7,6 +7,7 @@ CSV, TFRecord, Model Garden training, SavedModel export and pycocotools.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from workflow_helpers import planned_jobs, snakemake
 def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
     from artdet.curves import read_scalars
     from artdet.label_map import read_label_map
-    from artdet.split import read_split
+    from artdet.labels_csv import read_labels
+    from artdet.split import SIDES, read_split
 
     results = workflow_run / "results"
     assert read_label_map(results / "data" / "label_map.pbtxt") == {
@@ -32,7 +34,9 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
     }
     split = read_split(results / "data" / "split.csv")
     assert len(split) == 48
+    assert {row["split"] for row in split} == set(SIDES)
     test_images = [row for row in split if row["split"] == "test"]
+    per_side = {side: sum(row["split"] == side for row in split) for side in SIDES}
     evaluation = results / "tiny" / "evaluation" / "saved_model"
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["num_images"] == len(test_images) > 0
@@ -80,10 +84,17 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
         assert (results / "logs" / log).stat().st_size > 0
     report = json.loads((results / "data" / "validation_report.json").read_text())
     assert report["totals"]["images_written"] == 48 and report["accounted"]
+    assert {side: report["totals"][f"{side}_images"] for side in SIDES} == per_side
     stats = json.loads((results / "data" / "stats" / "stats.json").read_text())
+    assert stats["images"] == {"total": 48, **per_side}
     assert stats["images"]["test"] == len(test_images)
     records = sorted(p.name for p in (results / "data" / "records").iterdir())
-    assert records == [f"{s}-0000{i}-of-00003.tfrecord" for s in ("test", "train") for i in range(3)]
+    assert records == [f"{s}-0000{i}-of-00003.tfrecord" for s in sorted(SIDES) for i in range(3)]
+    # The merged tables hold every labelled box once, each on its image's side.
+    labels = {side: read_labels(results / "data" / f"{side}_labels.csv") for side in SIDES}
+    assert sum(len(frame) for frame in labels.values()) == report["totals"]["boxes_written"]
+    sides = {row["filename"]: row["split"] for row in split}
+    assert all(sides[name] == side for side, frame in labels.items() for name in frame["filename"])
 
 
 @pytest.mark.slow
@@ -169,6 +180,17 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
     [
         ({"modles": {}}, "modles"),
         ({"split": {"test_fraction": 1.5, "seed": 0}}, "1.5"),
+        (
+            {"split": {"test_fraction": 0.5, "val_fraction": 0.5, "seed": 0}},
+            "test_fraction (0.5) + val_fraction (0.5) must be below 1",
+        ),
+        (
+            {
+                "split": {"test_fraction": 0.2, "val_fraction": 0, "seed": 0},
+                "models": {"tiny": {**LEARNING_CONFIG["models"]["tiny"], "export_checkpoint": "best"}},
+            },
+            "but split: val_fraction is 0; set split: val_fraction",
+        ),
         ({"train_models": ["nope"]}, "nope"),
         ({"models": {"tiny": {"preset": "yolo", "train_steps": 1}}}, "yolo"),
         ({"models": {"tiny": {"preset": "ssd_mobilenet", "train_step": 1}}}, "train_step"),
@@ -257,6 +279,41 @@ def test_report_opens_in_chromium_and_shows_the_plots(workflow_run: Path, venv_e
     assert shown["results/data/validation_report.html"] == "Dataset validation report"
     assert shown["results/tiny/evaluation/saved_model/metrics.html"].endswith("saved_model")
     assert all(width > 300 for key, width in shown.items() if not key.endswith(".html")), shown
+
+
+def test_training_reads_the_val_records_and_never_the_test_records(tmp_path: Path, venv_env: dict) -> None:
+    """The planned jobs: the training config and training take val; only evaluation takes test."""
+    from artdet.demo_data import generate
+
+    generate(tmp_path / "photos", count=4, seed=1)
+    config = {**LEARNING_CONFIG, "records": {"shards": 3, "unsharded": True}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, venv_env, "-n")
+    text = result.stdout + result.stderr
+
+    def jobs(rule: str) -> list[str]:
+        """The dry run's description of each job of ``rule`` (up to the next job's timestamp or rule)."""
+        return re.findall(rf"^(?:local)?rule {rule}:\n(.*?)(?=^\[|^(?:local)?rule |\Z)", text, re.M | re.S)
+
+    def inputs(rule: str) -> list[list[str]]:
+        return [re.search(r"input: (.*)", job).group(1).split(", ") for job in jobs(rule)]
+
+    val = [f"results/data/records/val-0000{i}-of-00003.tfrecord" for i in range(3)]
+    for rule in ("pipeline_config", "train"):
+        (files,) = inputs(rule)
+        assert set(val) <= set(files), rule
+        assert not [f for f in files if "test" in Path(f).name], rule
+    readers = {
+        rule
+        for rule in ("pipeline_config", "train", "export", "export_tflite", "evaluate")
+        for files in inputs(rule)
+        if any(Path(f).name.startswith("test-") for f in files)
+    }
+    assert readers == {"evaluate"}
+    # Every shard writes a val CSV and TFRecord; unsharded: true also joins them into val.record.
+    for rule, pattern in (("labels_csv", "val_labels.csv"), ("tfrecord", "val-"), ("merge_records", "val.record")):
+        assert any(pattern in job for job in jobs(rule)), rule
+    assert planned_jobs(tmp_path, venv_env)["merge_records"] == 3
 
 
 def test_gpu_config_plans_the_checkpoint_fetch_and_a_gpu_for_training(tmp_path: Path, venv_env: dict) -> None:

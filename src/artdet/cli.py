@@ -96,24 +96,24 @@ def _cmd_resize(args: argparse.Namespace) -> None:
 
 def _cmd_split(args: argparse.Namespace) -> None:
     from artdet.dataset import read_manifest
-    from artdet.split import assign_splits, write_split
+    from artdet.split import assign_splits, count_sides, write_split
 
     samples = read_manifest(args.manifest)
     pins = _pins(args)
-    sides = assign_splits(samples, args.test_fraction, args.seed, pins)
+    sides = assign_splits(samples, args.test_fraction, args.seed, pins, args.val_fraction)
     write_split(samples, sides, args.out, pins)
-    test = sum(1 for side in sides.values() if side == "test")
-    log.info("split %d images: %d train, %d test", len(sides), len(sides) - test, test)
+    counts = ", ".join(f"{n} {side}" for side, n in count_sides(sides).items())
+    log.info("split %d images: %s", len(sides), counts)
 
 
 def _cmd_csv(args: argparse.Namespace) -> None:
     from artdet.dataset import read_manifest
     from artdet.labels_csv import write_labels
-    from artdet.split import read_split
+    from artdet.split import SIDES, read_sides
 
     samples = read_manifest(args.manifest)
-    sides = {row["filename"]: row["split"] for row in read_split(args.split_csv)}
-    for split in ("train", "test"):
+    sides = read_sides(args.split_csv)
+    for split in SIDES:
         out = getattr(args, split)
         if out:
             rows = write_labels(samples, sides, split, out)
@@ -141,13 +141,13 @@ def _cmd_label_map(args: argparse.Namespace) -> None:
 def _cmd_tfrecord(args: argparse.Namespace) -> None:
     from artdet.dataset import read_manifest
     from artdet.label_map import read_label_map
-    from artdet.split import read_split
+    from artdet.split import SIDES, read_sides
     from artdet.tfrecord import write_records
 
     class_ids = {name: ident for ident, name in read_label_map(args.label_map).items()}
     samples = read_manifest(args.manifest)
-    sides = {row["filename"]: row["split"] for row in read_split(args.split_csv)}
-    for split in ("train", "test"):
+    sides = read_sides(args.split_csv)
+    for split in SIDES:
         out = getattr(args, split)
         if out:
             count = write_records(samples, sides, split, args.images, class_ids, out)
@@ -164,7 +164,12 @@ def _cmd_merge_records(args: argparse.Namespace) -> None:
 def _cmd_data_report(args: argparse.Namespace) -> None:
     from artdet.data_report import build_report, write_report
 
-    report = build_report(args.shards, near_duplicate_distance=args.near_duplicate_distance, pins=_pins(args))
+    report = build_report(
+        args.shards,
+        near_duplicate_distance=args.near_duplicate_distance,
+        pins=_pins(args),
+        val_fraction=args.val_fraction,
+    )
     write_report(report, args.json, args.md, strict=args.strict, html_path=args.html)
 
 
@@ -179,14 +184,15 @@ def _cmd_stats(args: argparse.Namespace) -> None:
 def _cmd_pipeline_config(args: argparse.Namespace) -> None:
     from artdet.label_map import read_label_map
     from artdet.pipeline_config import write_pipeline
+    from artdet.tfrecord import count_records
 
     model = json.loads(args.model_json)
     labels = read_label_map(args.label_map)
     classes = [labels[k] for k in sorted(labels)]
     train = [str(Path(p).resolve()) for p in args.train]
-    test = [str(Path(p).resolve()) for p in args.test]
+    val = [str(Path(p).resolve()) for p in args.val]
     init = json.loads(Path(args.pretrained).read_text()) if args.pretrained else None
-    write_pipeline(model, len(classes), train, test, args.out, init, classes)
+    write_pipeline(model, len(classes), train, val, args.out, init, classes, val_images=count_records(val))
 
 
 def _cmd_fetch_checkpoint(args: argparse.Namespace) -> None:
@@ -308,6 +314,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from artdet.split import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SIDES  # light: no TensorFlow at import
+
     parser = argparse.ArgumentParser(prog="artdet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -342,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--report", help="without --out: write the report here (.json and .md)")
     p.add_argument("--max-side", type=int, default=1280)
-    p.add_argument("--pins", help="pins file (image,train|test per line)")
+    p.add_argument("--pins", help="pins file (image,train|val|test per line)")
     data_options(p)
     p.set_defaults(func=_cmd_validate)
 
@@ -355,20 +363,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bytes", type=int, default=200_000)
     p.set_defaults(func=_cmd_resize)
 
-    p = sub.add_parser("split", help="assign each image to train or test by its content")
+    p = sub.add_parser("split", help="assign each image to train, val or test by its content")
     p.add_argument("manifest")
     p.add_argument("out")
-    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION)
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULT_VAL_FRACTION,
+        help="share of images for validation during training, taken from train (0: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pins", help="pins file (image,train|test per line)")
+    p.add_argument("--pins", help="pins file (image,train|val|test per line)")
     p.add_argument("--pins-json", help="pins as a JSON object {image: side}")
     p.set_defaults(func=_cmd_split)
 
-    p = sub.add_parser("csv", help="write the tutorial's train_labels.csv / test_labels.csv")
+    p = sub.add_parser("csv", help="write the tutorial's train_labels.csv / test_labels.csv (and val)")
     p.add_argument("manifest")
     p.add_argument("split_csv")
-    p.add_argument("--train", help="output CSV of the train split")
-    p.add_argument("--test", help="output CSV of the test split")
+    for side in SIDES:
+        p.add_argument(f"--{side}", help=f"output CSV of the {side} split")
     p.set_defaults(func=_cmd_csv)
 
     p = sub.add_parser("merge-csv", help="join CSV files with one header (shards into one table)")
@@ -387,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("split_csv")
     p.add_argument("images")
     p.add_argument("label_map")
-    p.add_argument("--train", help="output TFRecord of the train split")
-    p.add_argument("--test", help="output TFRecord of the test split")
+    for side in SIDES:
+        p.add_argument(f"--{side}", help=f"output TFRecord of the {side} split")
     p.set_defaults(func=_cmd_tfrecord)
 
     p = sub.add_parser("merge-records", help="join TFRecord files (shards into train.record)")
@@ -402,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", required=True)
     p.add_argument("--html", help="also write the report as an HTML page")
     p.add_argument("--near-duplicate-distance", type=int, default=6)
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULT_VAL_FRACTION,
+        help="the split's val fraction (0: an empty val split is no warning)",
+    )
     p.add_argument("--pins", help="pins file, to check that every pinned image exists")
     p.add_argument("--strict", action="store_true", help="fail on any warning")
     p.set_defaults(func=_cmd_data_report)
@@ -423,7 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-json", required=True, help="one model entry of config.yaml, as JSON")
     p.add_argument("--label-map", required=True)
     p.add_argument("--train", required=True, nargs="+", help="training TFRecord files")
-    p.add_argument("--test", required=True, nargs="+", help="test TFRecord files")
+    p.add_argument(
+        "--val",
+        required=True,
+        nargs="+",
+        help="val TFRecord files, scored during training (when they hold no image, validation is off)",
+    )
     p.add_argument("--pretrained", help="checkpoint.json written by `artdet fetch-checkpoint`")
     p.add_argument("out")
     p.set_defaults(func=_cmd_pipeline_config)

@@ -32,7 +32,7 @@ VALIDATION_TAGS = ("AP50", "AP")
 
 
 def plot_training(event_dir: str | Path, out: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Losses, learning rate and (when validated) AP50/AP on the test split; returns the series used."""
+    """Losses, learning rate and (when validated) AP50/AP on the val split; returns the series used."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,7 +49,7 @@ def plot_training(event_dir: str | Path, out: str | Path) -> dict[str, list[tupl
             ap_ax.plot(steps, values, marker="o", label=tag)
         best_step, best = max(series["AP50"], key=lambda p: (p[1], -p[0])) if series.get("AP50") else (0, 0)
         ap_ax.axvline(best_step, color="grey", linestyle=":", label=f"best AP50 {best:.3f} (step {best_step})")
-        ap_ax.set(xlabel="step", ylabel="COCO AP", title="Validation on the test split", ylim=(0, 1))
+        ap_ax.set(xlabel="step", ylabel="COCO AP", title="Validation on the val split", ylim=(0, 1))
     for tag, points in sorted(series.items()):
         if tag in VALIDATION_TAGS:
             continue

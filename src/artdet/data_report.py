@@ -3,8 +3,8 @@
 The shards are validated, resized and split one by one; this step reads what
 they wrote and answers, for the whole dataset, what a user needs before
 training: did every image and box they labelled reach the TFRecords (and if
-not, why), which near-duplicate images sit on both sides of the split, which
-class has nothing to be tested on. It writes ``validation_report.json`` and a
+not, why), which near-duplicate images sit on two sides of the split, which
+class has nothing to be tested or validated on. It writes ``validation_report.json`` and a
 readable ``validation_report.md``; with ``strict`` any warning fails the run.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from artdet.dataset import DatasetError, Sample, read_manifest
-from artdet.split import informative_dhash, read_split
+from artdet.split import DEFAULT_VAL_FRACTION, SIDES, informative_dhash, read_sides
 from artdet.validate import ISSUE_KINDS, Issue, Validation
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,13 @@ def build_report(
     shard_dirs: list[str | Path],
     near_duplicate_distance: int = 6,
     pins: dict[str, str] | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
 ) -> dict:
-    """Merge the shards' validation, manifests and splits into one report (a JSON-ready dict)."""
+    """Merge the shards' validation, manifests and splits into one report (a JSON-ready dict).
+
+    ``val_fraction`` is the split's: with 0 (and no image pinned to val) an
+    empty val split is what the user asked for, not a warning.
+    """
     issues: list[Issue] = []
     samples: list[Sample] = []
     sides: dict[str, str] = {}
@@ -84,7 +89,7 @@ def build_report(
         images_found += validation.images_found
         boxes_found += validation.boxes_found
         samples += read_manifest(shard / "manifest.json")
-        sides.update({row["filename"]: row["split"] for row in read_split(shard / "split.csv")})
+        sides.update(read_sides(shard / "split.csv"))
 
     # Dataset-wide checks of the split.
     groups = near_duplicate_groups(samples, near_duplicate_distance)
@@ -93,13 +98,15 @@ def build_report(
         members = [samples[i] for i in group]
         group_sides = Counter(sides[s.image] for s in members)
         if len(group_sides) > 1:
-            keep = "train" if group_sides["train"] >= group_sides["test"] else "test"
+            # The side most of the group is on (ties: the first in SIDES, train before val before test).
+            keep = max(SIDES, key=lambda side: group_sides[side])
             straddling.append({"images": [s.source for s in members], "pins": [f"{s.source},{keep}" for s in members]})
             issues.append(
                 Issue(
                     "near_duplicate_split",
                     members[0].source,
-                    f"near-duplicates on both sides: {', '.join(f'{s.source} ({sides[s.image]})' for s in members)}; "
+                    "near-duplicates on different sides: "
+                    f"{', '.join(f'{s.source} ({sides[s.image]})' for s in members)}; "
                     "add the suggested lines to your pins file to keep them together",
                 )
             )
@@ -107,13 +114,23 @@ def build_report(
     for s in samples:
         for obj in s.objects:
             per_class.setdefault(obj["name"], Counter())[sides[s.image]] += 1
+    side_count = Counter(sides.values())
+    expected = [side for side in SIDES if side != "val" or val_fraction > 0 or side_count["val"]]
     for name, count in per_class.items():
         if count["test"] == 0:
             issues.append(Issue("class_without_test", name, f"class {name!r} has no box in the test split"))
-    side_count = Counter(sides.values())
-    for side in ("train", "test"):
+        if "val" in expected and count["val"] == 0:
+            issues.append(
+                Issue(
+                    "class_without_val",
+                    name,
+                    f"class {name!r} has no box in the val split, so validation during training cannot score it",
+                )
+            )
+    for side in expected:
         if samples and side_count[side] == 0:
-            issues.append(Issue("empty_split", side, f"no image is in the {side} split"))
+            why = "; validation during training is off (raise split: val_fraction)" if side == "val" else ""
+            issues.append(Issue("empty_split", side, f"no image is in the {side} split{why}"))
     known = {s.source for s in samples} | {Path(s.source).name for s in samples}
     for name in sorted(set(pins or {}) - known):
         issues.append(Issue("pin_unmatched", name, f"pinned image {name!r} is not in the dataset"))
@@ -129,10 +146,8 @@ def build_report(
         "boxes_written": boxes_written,
         "boxes_dropped": boxes_dropped,
         "negatives": sum(1 for s in samples if not s.objects),
-        "train_images": side_count["train"],
-        "test_images": side_count["test"],
-        "train_boxes": sum(c["train"] for c in per_class.values()),
-        "test_boxes": sum(c["test"] for c in per_class.values()),
+        **{f"{side}_images": side_count[side] for side in SIDES},
+        **{f"{side}_boxes": sum(c[side] for c in per_class.values()) for side in SIDES},
     }
     accounted = images_found == len(samples) + images_dropped and boxes_found == boxes_written + boxes_dropped
     by_kind: dict[str, list[dict]] = {}
@@ -143,7 +158,7 @@ def build_report(
         "classes": classes,
         "totals": totals,
         "accounted": accounted,
-        "per_class": {name: {"train": c["train"], "test": c["test"]} for name, c in per_class.items()},
+        "per_class": {name: {side: c[side] for side in SIDES} for name, c in per_class.items()},
         "issue_counts": {kind: len(rows) for kind, rows in sorted(by_kind.items())},
         "warnings": warnings,
         "issues": dict(sorted(by_kind.items())),
@@ -159,6 +174,12 @@ def _where(row: dict) -> str:
     return row["file"] + (f", object {row['object']}" if row.get("object") is not None else "")
 
 
+def _split_sentence(totals: dict) -> str:
+    """``12 train images (30 boxes), 2 val images (4 boxes), 4 test images (9 boxes); 1 negatives.``"""
+    parts = [f"{totals[f'{side}_images']} {side} images ({totals[f'{side}_boxes']} boxes)" for side in SIDES]
+    return f"{', '.join(parts)}; {totals['negatives']} negatives."
+
+
 def format_markdown(report: dict, max_files: int = 50) -> str:
     """The report as Markdown: totals, then each kind of issue with its files."""
     t = report["totals"]
@@ -172,14 +193,15 @@ def format_markdown(report: dict, max_files: int = 50) -> str:
         f"| images | {t['images_found']} | {t['images_written']} | {t['images_dropped']} |",
         f"| boxes | {t['boxes_found']} | {t['boxes_written']} | {t['boxes_dropped']} |",
         "",
-        f"Split: {t['train_images']} train images ({t['train_boxes']} boxes), "
-        f"{t['test_images']} test images ({t['test_boxes']} boxes); {t['negatives']} negatives.",
+        f"Split: {_split_sentence(t)}",
         "",
     ]
     if not report["accounted"]:
         lines += ["**Some images or boxes are not accounted for; please report this as a bug.**", ""]
-    lines += ["| class | train boxes | test boxes |", "|---|---:|---:|"]
-    lines += [f"| {name} | {c['train']} | {c['test']} |" for name, c in report["per_class"].items()]
+    lines += ["| class | " + " | ".join(f"{side} boxes" for side in SIDES) + " |", "|---|" + "---:|" * len(SIDES)]
+    lines += [
+        f"| {name} | " + " | ".join(str(c[side]) for side in SIDES) + " |" for name, c in report["per_class"].items()
+    ]
     lines += ["", f"## Findings ({report['warnings']} warnings)", ""]
     if not report["issues"]:
         lines += ["Nothing to report: every image and box was used as labelled.", ""]
@@ -222,11 +244,12 @@ def format_html(report: dict, max_files: int = 200) -> str:
         "<h1>Dataset validation report</h1>",
         f"<p>Classes: {escape(', '.join(report['classes']) or '(none)')}</p>",
         "<table><tr><th></th><th>found</th><th>in the TFRecords</th><th>dropped</th></tr>" + "".join(rows) + "</table>",
-        f"<p>Split: {t['train_images']} train images ({t['train_boxes']} boxes), {t['test_images']} test images "
-        f"({t['test_boxes']} boxes); {t['negatives']} negatives.</p>",
-        "<table><tr><th>class</th><th>train boxes</th><th>test boxes</th></tr>"
+        f"<p>Split: {_split_sentence(t)}</p>",
+        "<table><tr><th>class</th>"
+        + "".join(f"<th>{side} boxes</th>" for side in SIDES)
+        + "</tr>"
         + "".join(
-            f"<tr><td>{escape(n)}</td><td>{c['train']}</td><td>{c['test']}</td></tr>"
+            f"<tr><td>{escape(n)}</td>" + "".join(f"<td>{c[side]}</td>" for side in SIDES) + "</tr>"
             for n, c in report["per_class"].items()
         )
         + "</table>",

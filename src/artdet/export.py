@@ -37,6 +37,13 @@ def final_checkpoint(model_dir: str | Path, which: str = "final") -> str:
         best = _train_summary(model_dir).get("best") or {}
         path = model_dir / best.get("checkpoint", "best/model")
         if not Path(f"{path}.index").exists():
+            validation = _train_summary(model_dir).get("validation") or {}
+            if validation.get("enabled") is False:
+                raise FileNotFoundError(
+                    f"no best checkpoint in {model_dir}: validation during training was off because the "
+                    f"{validation.get('split') or 'val'} split holds no image. Set split: val_fraction in "
+                    "config.yaml (e.g. 0.1) and train again, or export the final checkpoint"
+                )
             raise FileNotFoundError(
                 f"no best checkpoint in {model_dir} (it is kept by the validation during training); "
                 "train again or export the final checkpoint"

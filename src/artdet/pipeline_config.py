@@ -17,6 +17,9 @@ import yaml
 
 from artdet.presets import preset
 
+# The split the validation during training scores (the ``best`` checkpoint is picked on it).
+VALIDATION_SPLIT = "val"
+
 
 def _deep_update(base: dict, update: dict) -> dict:
     for key, value in update.items():
@@ -69,16 +72,18 @@ def render(
     model: dict[str, Any],
     num_classes: int,
     train_records: list[str],
-    test_records: list[str],
+    val_records: list[str],
     init: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The full experiment config as a plain dict.
 
     ``model`` is one entry of config.yaml's ``models:`` list; ``num_classes``
     counts the dataset's classes (Model Garden adds the background itself via
-    ``num_classes + 1``). ``init`` is a fetched pretrained checkpoint
-    (:func:`artdet.checkpoints.fetch`); ``init_checkpoint:`` in the model
-    entry names a local one instead.
+    ``num_classes + 1``). ``val_records`` are what the validation during
+    training reads (the val split, never the test split, which is kept for
+    the final evaluation); none turns that validation off. ``init`` is a
+    fetched pretrained checkpoint (:func:`artdet.checkpoints.fetch`);
+    ``init_checkpoint:`` in the model entry names a local one instead.
     """
     from official.core import exp_factory
     from official.vision import registry_imports  # noqa: F401  (registers experiments)
@@ -117,7 +122,7 @@ def render(
                 "model": {"num_classes": num_classes + 1, "input_size": [size, size, 3]},
                 "train_data": data,
                 "validation_data": {
-                    "input_path": ",".join(test_records),
+                    "input_path": ",".join(val_records),
                     "global_batch_size": 8,
                     "dtype": "float32",
                     "drop_remainder": False,
@@ -174,19 +179,27 @@ def write_pipeline(
     model: dict[str, Any],
     num_classes: int,
     train: list[str],
-    test: list[str],
+    val: list[str],
     out: str | Path,
     init: dict[str, Any] | None = None,
     classes: list[str] | None = None,
+    val_images: int | None = None,
 ) -> None:
     """Render and write ``pipeline.yaml``: an ``artdet:`` header, then the Model Garden config.
 
     ``classes`` (label-map order) name the per-class AP of the validation
-    during training.
+    during training. ``val_images`` counts the images in the ``val``
+    records (None: not counted): with 0 (``split: val_fraction: 0``, or a
+    dataset too small to give val an image) the config reads no validation
+    data and training runs without validation, rather than on another split.
+    The header's ``validation:`` says which split validation reads and how
+    many images it holds.
     """
     if classes is not None and len(classes) != num_classes:
         raise ValueError(f"{len(classes)} class names for {num_classes} classes")
-    rendered = render(model, num_classes, train, test, init)
+    if val_images == 0:
+        val = []
+    rendered = render(model, num_classes, train, val, init)
     header = {
         "artdet": {
             "experiment": preset(model["preset"])["experiment"],
@@ -196,6 +209,7 @@ def write_pipeline(
             "pretrained": (init or {}).get("name"),
             "pretrained_sha256": (init or {}).get("sha256"),
             "classes": list(classes) if classes else None,
+            "validation": {"split": VALIDATION_SPLIT, "images": val_images if val else 0},
         }
     }
     text = (

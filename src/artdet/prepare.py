@@ -16,7 +16,7 @@ from artdet.dataset import shard_name
 from artdet.label_map import write_label_map
 from artdet.labels_csv import write_labels
 from artdet.resize import resize_images
-from artdet.split import assign_splits, write_split
+from artdet.split import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SIDES, assign_splits, write_split
 from artdet.tfrecord import concat_records, write_records
 from artdet.validate import Options, validate_dataset
 
@@ -32,18 +32,20 @@ def prepare_dataset(
     out: str | Path,
     max_side: int = 1280,
     max_bytes: int = 200_000,
-    test_fraction: float = 0.2,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
     classes: list[str] | None = None,
     shards: int = 1,
     options: Options | None = None,
     pins: dict[str, str] | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
 ) -> dict[str, int]:
     """Validate, resize, split and write CSVs, the label map, the report and the TFRecords under ``out``.
 
     Besides the sharded records (``records/train-00000-of-00001.tfrecord``),
-    ``train.record`` and ``test.record`` hold each split in one file. Returns
-    the number of examples written per split.
+    ``train.record``, ``val.record`` and ``test.record`` hold each split in
+    one file (``val.record`` is empty with ``val_fraction=0``). The fractions
+    default to config.yaml's. Returns the number of examples written per split.
     """
     out = Path(out)
     options = options or Options()
@@ -52,8 +54,9 @@ def prepare_dataset(
     (out / "records").mkdir(parents=True, exist_ok=True)
     write_label_map(classes, out / "label_map.pbtxt")
     ids = {name: i for i, name in enumerate(classes, 1)}
-    counts = {"train": 0, "test": 0}
-    shard_dirs, records = [], {"train": [], "test": []}
+    counts = dict.fromkeys(SIDES, 0)
+    shard_dirs: list[Path] = []
+    records: dict[str, list[Path]] = {side: [] for side in SIDES}
     for index in range(shards):
         name = shard_name(index, shards)
         shard_dir = out / "shards" / name
@@ -63,15 +66,16 @@ def prepare_dataset(
         samples = resize_images(
             dataset, validation, shard_dir / "images", shard_dir / "manifest.json", max_side, max_bytes
         )
-        sides = assign_splits(samples, test_fraction, seed, pins)
+        sides = assign_splits(samples, test_fraction, seed, pins, val_fraction)
         write_split(samples, sides, shard_dir / "split.csv", pins)
-        for split in ("train", "test"):
+        for split in SIDES:
             write_labels(samples, sides, split, shard_dir / f"{split}_labels.csv")
             record = out / "records" / f"{split}-{name}.tfrecord"
             counts[split] += write_records(samples, sides, split, shard_dir / "images", ids, record)
             records[split].append(record)
         shard_dirs.append(shard_dir)
-    for split in ("train", "test"):
+    for split in SIDES:
         concat_records(records[split], out / f"{split}.record")
-    write_report(build_report(shard_dirs, pins=pins), out / "validation_report.json", out / "validation_report.md")
+    report = build_report(shard_dirs, pins=pins, val_fraction=val_fraction)
+    write_report(report, out / "validation_report.json", out / "validation_report.md")
     return counts

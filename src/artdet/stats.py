@@ -23,7 +23,7 @@ from PIL import Image
 from artdet.dataset import Sample, read_manifest
 from artdet.draw import draw_detections
 from artdet.predict import Detection
-from artdet.split import read_split
+from artdet.split import SIDES, read_sides
 
 # COCO's size categories, by box area in pixels.
 SMALL, MEDIUM = 32**2, 96**2
@@ -32,7 +32,7 @@ SMALL, MEDIUM = 32**2, 96**2
 def _load(shard_dirs: list[str | Path]) -> list[tuple[Sample, str, Path]]:
     rows = []
     for shard in map(Path, shard_dirs):
-        sides = {row["filename"]: row["split"] for row in read_split(shard / "split.csv")}
+        sides = read_sides(shard / "split.csv")
         rows += [(s, sides[s.image], shard / "images") for s in read_manifest(shard / "manifest.json")]
     return rows
 
@@ -49,9 +49,13 @@ def _summary(values: list[float]) -> dict:
     }
 
 
+def _side_counts() -> dict[str, dict[str, int]]:
+    return {side: {"images": 0, "boxes": 0} for side in SIDES}
+
+
 def compute_stats(rows: list[tuple[Sample, str, Path]], classes: list[str]) -> dict:
     """Counts and distributions; every number is over the resized images."""
-    per_class = {name: {"train": {"images": 0, "boxes": 0}, "test": {"images": 0, "boxes": 0}} for name in classes}
+    per_class = {name: _side_counts() for name in classes}
     widths, heights, areas, aspects, sizes = [], [], [], [], []
     size_category: Counter[str] = Counter()
     split_images: Counter[str] = Counter()
@@ -59,7 +63,7 @@ def compute_stats(rows: list[tuple[Sample, str, Path]], classes: list[str]) -> d
         split_images[side] += 1
         sizes.append((sample.width, sample.height))
         for name in {o["name"] for o in sample.objects}:
-            per_class.setdefault(name, {"train": {"images": 0, "boxes": 0}, "test": {"images": 0, "boxes": 0}})
+            per_class.setdefault(name, _side_counts())
             per_class[name][side]["images"] += 1
         for obj in sample.objects:
             w, h = obj["xmax"] - obj["xmin"], obj["ymax"] - obj["ymin"]
@@ -70,7 +74,7 @@ def compute_stats(rows: list[tuple[Sample, str, Path]], classes: list[str]) -> d
             aspects.append(w / h)
             size_category["small" if w * h < SMALL else "medium" if w * h < MEDIUM else "large"] += 1
     return {
-        "images": {"total": len(rows), **{k: split_images[k] for k in ("train", "test")}},
+        "images": {"total": len(rows), **{side: split_images[side] for side in SIDES}},
         "negatives": sum(1 for s, _, _ in rows if not s.objects),
         "boxes": len(widths),
         "per_class": per_class,
@@ -90,9 +94,10 @@ def plot_class_counts(stats: dict, out: str | Path) -> None:
     names = list(stats["per_class"])
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) + 2), 3.6))
-    for offset, side in ((-0.2, "train"), (0.2, "test")):
+    width = 0.8 / len(SIDES)
+    for index, side in enumerate(SIDES):
         counts = [stats["per_class"][n][side]["boxes"] for n in names]
-        bars = ax.bar(x + offset, counts, width=0.4, label=side)
+        bars = ax.bar(x + (index - (len(SIDES) - 1) / 2) * width, counts, width=width, label=side)
         ax.bar_label(bars, fontsize=8)
     ax.set_xticks(x, names, rotation=20 if len(names) > 4 else 0)
     ax.set_ylabel("boxes")

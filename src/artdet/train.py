@@ -5,9 +5,11 @@ checkpoint in the model folder (so an interrupted run continues) and writes
 TensorBoard summaries under ``<model_dir>/train``. Two train actions run after
 every ``steps_per_loop`` steps: :class:`Progress` prints step, images/s, loss,
 learning rate and ETA, and :class:`artdet.validation.Validator` scores the
-model on the test split every ``validation_interval`` steps and keeps the
+model on the val split every ``validation_interval`` steps and keeps the
 ``best`` checkpoint (Model Garden's built-in COCO evaluator crashes under
-numpy 2, so it is not used).
+numpy 2, so it is not used). The test split is never read here: it is kept
+for the evaluation of the exported model. With an empty val split there is
+no validation (and no ``best``), and the log says why.
 """
 
 from __future__ import annotations
@@ -151,6 +153,33 @@ def _set_aside_if_stale(model_dir: Path, current: str) -> None:
     stamp.write_text(current + "\n")
 
 
+def validation_split(params, header: dict, pipeline: str | Path) -> dict:
+    """Which split the validation during training reads, how many images, and whether it runs.
+
+    ``pipeline.yaml``'s header says it (:func:`artdet.pipeline_config.write_pipeline`);
+    a config without validation data (an empty val split) turns validation off.
+    """
+    info = dict(header.get("validation") or {"split": None, "images": None})
+    info["enabled"] = bool(params.task.validation_data.input_path)
+    if not info["enabled"]:
+        info["images"] = 0
+        log.info(
+            "validation during training is off: the val split holds no image (split: val_fraction is 0, "
+            "or the dataset is too small to give it one), so no best checkpoint is kept; set split: "
+            "val_fraction in config.yaml to validate. The test split is not used instead."
+        )
+    elif info["split"] is None:
+        log.warning(
+            "%s names no validation split (it predates the val split); validation reads %s. "
+            "Render it again with `artdet pipeline-config --val ...` to validate on the val split",
+            pipeline,
+            params.task.validation_data.input_path,
+        )
+    else:
+        log.info("validation during training reads the %s split (%s images)", info["split"], info["images"])
+    return info
+
+
 def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     """Train until ``trainer.train_steps``; return a summary written to ``train_summary.json``."""
     import numpy as np
@@ -198,7 +227,20 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     )
     batches = int(header.get("bn_recalibration_batches", 0))
     classes = header.get("classes") or [f"class {i}" for i in range(1, params.task.model.num_classes)]
-    validator = Validator(trainer, task, params, experiment, model_dir, classes, batches, on_done=progress.exclude)
+    validation = validation_split(params, header, pipeline)
+    validator = None
+    if validation["enabled"]:
+        validator = Validator(
+            trainer,
+            task,
+            params,
+            experiment,
+            model_dir,
+            classes,
+            batches,
+            on_done=progress.exclude,
+            split=validation["split"],
+        )
     start = time.perf_counter()
     train_lib.run_experiment(
         distribution_strategy=strategy,
@@ -206,7 +248,7 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         mode="train",
         params=params,
         model_dir=str(model_dir),
-        train_actions=[progress, validator],
+        train_actions=[progress, validator] if validator else [progress],
         trainer=trainer,
     )
     seconds = time.perf_counter() - start
@@ -214,7 +256,7 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     final = None
     if latest and batches > 0:
         final_prefix = model_dir / "final" / "model"
-        if validator.last_step == params.trainer.train_steps:
+        if validator is not None and validator.last_step == params.trainer.train_steps:
             # The validation at the last step recomputed the statistics of these very weights.
             final = validator.write(final_prefix)
         else:
@@ -229,8 +271,9 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         "checkpoint": Path(latest).name if latest else None,
         "final_checkpoint": str(Path(final).relative_to(model_dir)) if final else None,
         "bn_recalibration_batches": batches,
-        "best": validator.best,
-        "validations": len(validator.history),
+        "validation": validation,
+        "best": validator.best if validator else None,
+        "validations": len(validator.history) if validator else 0,
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
         "mixed_precision": dtype,
         "seed": seed,

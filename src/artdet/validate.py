@@ -50,8 +50,12 @@ ISSUE_KINDS = {
     "size_mismatch": ("warning", "XML <size> differs from the image; boxes rescaled to the image"),
     "exif_ambiguous": ("warning", "EXIF-rotated image whose XML does not say which way it was labelled"),
     "negative_dropped": ("warning", "image has no XML and negatives: drop; dropped"),
-    "near_duplicate_split": ("warning", "near-duplicate images ended up on both sides of the split"),
+    "near_duplicate_split": ("warning", "near-duplicate images ended up on different sides of the split"),
     "class_without_test": ("warning", "class has no box in the test split, so it cannot be evaluated"),
+    "class_without_val": (
+        "warning",
+        "class has no box in the val split, so validation during training cannot score it",
+    ),
     "empty_split": ("warning", "one side of the split has no image"),
     "pin_unmatched": ("warning", "pins file names an image that is not in the dataset"),
     "size_missing": ("info", "XML has no <size>; read from the image"),

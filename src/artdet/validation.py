@@ -1,4 +1,4 @@
-"""Validation during training: COCO AP on the test split, the ``best`` checkpoint, TensorBoard images.
+"""Validation during training: COCO AP on the val split, the ``best`` checkpoint, TensorBoard images.
 
 Model Garden's own evaluator crashes under numpy 2, so an orbit train action
 does it instead every ``trainer.validation_interval`` steps and at the last
@@ -10,8 +10,13 @@ with pycocotools (:func:`artdet.evaluate.coco_metrics`). The model with the
 highest AP50 so far is kept as ``<model_dir>/best/model`` (a model-only
 checkpoint, like ``final/model``), its scores in ``best.json``; every
 validation is a line of ``validation.json`` and a point in TensorBoard's
-``validation`` run, with a few test images with boxes drawn. The training
+``validation`` run, with a few val images with boxes drawn. The training
 weights and their optimizer state are never touched.
+
+The validation data is the val split (``task.validation_data`` in
+``pipeline.yaml``), carved out of the training images: the ``best``
+checkpoint is picked without looking at the test split, so the test scores
+of a model exported from it stay fair. Each record names its split.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class Validator:
         bn_batches: int,
         images: int = 4,
         on_done=None,
+        split: str | None = "val",
     ):
         self.trainer = trainer
         self.task = task
@@ -69,6 +75,7 @@ class Validator:
         self.bn_batches = bn_batches
         self.images = images
         self.on_done = on_done
+        self.split = split
         self.history_path = self.model_dir / "validation.json"
         self.history: list[dict] = json.loads(self.history_path.read_text()) if self.history_path.exists() else []
         best_path = self.model_dir / "best.json"
@@ -199,6 +206,7 @@ class Validator:
         )
         record = {
             "step": step,
+            "split": self.split,
             **{k: metrics[k] for k in ("AP", "AP50", "AP75", "AR100")},
             "per_class_AP50": {name: v["AP50"] for name, v in metrics["per_class"].items()},
             "images": metrics["num_images"],
@@ -222,7 +230,8 @@ class Validator:
         self._writer.flush()
         self.last_step = step
         print(
-            f"{chr(10) if sys.stderr.isatty() else ''}validation | step {step} | AP50 {record['AP50']:.3f} | "
+            f"{chr(10) if sys.stderr.isatty() else ''}validation ({self.split} split) | step {step} | "
+            f"AP50 {record['AP50']:.3f} | "
             f"AP {record['AP']:.3f} | {record['images']} images | best AP50 {self.best['AP50']:.3f} "
             f"(step {self.best['step']}){' (new best)' if improved else ''} | {record['seconds']:.1f} s",
             file=sys.stderr,
