@@ -186,7 +186,8 @@ def _cmd_pipeline_config(args: argparse.Namespace) -> None:
     train = [str(Path(p).resolve()) for p in args.train]
     test = [str(Path(p).resolve()) for p in args.test]
     init = json.loads(Path(args.pretrained).read_text()) if args.pretrained else None
-    write_pipeline(model, len(classes), train, test, args.out, init, classes)
+    length = write_pipeline(model, len(classes), train, test, args.out, init, classes)
+    log.info("length | %s", length.reason)
 
 
 def _cmd_fetch_checkpoint(args: argparse.Namespace) -> None:
