@@ -135,6 +135,27 @@ def test_time_budget_renders_the_probe_and_records_the_budget(tmp_path: Path) ->
     assert "`artdet train` plans the rest" in out.read_text()
 
 
+def test_planned_learning_rate_is_the_rendered_schedule() -> None:
+    """The schedule a time budget trains with (lengths in variables) matches Model Garden's from the config."""
+    from official.modeling.optimization import optimizer_factory
+    from official.modeling.optimization.configs import optimization_config
+
+    from artdet.train import planned_learning_rate
+
+    for total, warmup in ((600, 100), (37, 18), (50, 0)):
+        cfg = render(_model(train_steps=total, warmup_steps=warmup), 1, ["t"], ["v"])
+        factory = optimizer_factory.OptimizerFactory(
+            optimization_config.OptimizationConfig(cfg["trainer"]["optimizer_config"])
+        )
+        reference = factory.build_learning_rate()
+        planned = planned_learning_rate(0.002, 7, 10**9)
+        planned.set_length(warmup, total)
+        steps = (0, 1, warmup // 2, max(warmup - 1, 0), warmup, warmup + 1, total // 2, total - 1, total, total + 5)
+        for step in steps:
+            assert float(planned(step)) == pytest.approx(float(reference(step)), abs=1e-7), (total, warmup, step)
+        assert float(planned(total)) == pytest.approx(0.0, abs=1e-9)
+
+
 @pytest.mark.parametrize(("validate_every", "interval"), [(None, 100), (250, 240), (5, 20), (0, 0)])
 def test_validation_interval_is_a_multiple_of_the_train_loop(validate_every, interval) -> None:
     """Validation runs after a train loop of steps_per_loop steps; 0 means only after the last step."""
