@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from artdet.example_proto import RecordWriter, count_records
 from artdet.schedule import (
     BUDGET_RESERVE,
+    DEFAULTS,
     Measured,
     ScheduleError,
     Settings,
@@ -22,6 +24,8 @@ from artdet.schedule import (
     steps_for_epochs,
     validation_steps,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -146,6 +150,19 @@ def test_a_budget_spent_by_the_probe_ends_with_the_probe() -> None:
     plan = plan_budget(50, _measured(), Settings(20, 100, 100), 8, 288, "50s")
     assert plan["train_steps"] == 60
     assert "the budget is spent by start-up and the probe" in plan["reason"]
+
+
+def test_schema_states_the_schedule_defaults() -> None:
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    model = schema["properties"]["models"]["additionalProperties"]["properties"]
+    assert {key: model[key]["default"] for key in DEFAULTS} == DEFAULTS
+    assert model["patience"]["default"] is None
+
+
+def test_shipped_config_uses_epochs() -> None:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for name, model in config["models"].items():
+        assert length_unit({"name": name, **model}) == "epochs"
 
 
 def test_records_are_counted_without_tensorflow(tmp_path: Path) -> None:
