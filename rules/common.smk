@@ -8,6 +8,7 @@ import json
 
 from artdet.classes import discover_classes, scan_names
 from artdet.dataset import IMAGE_SUFFIXES, shard_name, shard_of
+from artdet.schedule import ScheduleError, length_unit
 from artdet.split import SIDES, PinsError, check_fractions, read_pins
 
 # Rules run the package's command line (`python -m artdet ...`) with the interpreter on
@@ -31,6 +32,12 @@ if unknown_models:
         f"config.yaml: train_models lists {unknown_models}, which are not defined under 'models:' "
         f"(defined: {sorted(config['models'])})"
     )
+# A model's length (epochs, train_steps or time_budget): checked before any work, naming the model.
+for _name, _model in config["models"].items():
+    try:
+        length_unit({"name": _name, **_model})
+    except ScheduleError as exc:
+        raise WorkflowError(f"config.yaml: {exc}")
 
 
 try:

@@ -108,6 +108,11 @@ def test_summary_lists_every_evaluated_form(tmp_path: Path) -> None:
     (results / "ssd" / "train" / "train_summary.json").write_text(json.dumps(train))
     text = summarize(tmp_path / "config.yaml", results)
     assert "training            : 600 steps in 7.5 min on cpu; best validation AP50 0.930 at step 400" in text
+    train.update(stopped_early=True, stopped_at_step=500, length="16 epochs x 302 images / batch 8 -> 604 steps")
+    (results / "ssd" / "train" / "train_summary.json").write_text(json.dumps(train))
+    text = summarize(tmp_path / "config.yaml", results)
+    assert "training            : 500 of 600 steps (stopped early) in 7.5 min" in text
+    assert "length              : 16 epochs x 302 images / batch 8 -> 604 steps" in text
     assert "saved_model         : AP 0.700, AP50 0.910, 12 ms, 3.0 MB" in text
     assert "tflite_float32      : AP 0.700, AP50 0.900, 12 ms, 3.0 MB, finds 0.97 of the SavedModel's" in text
     assert "WARNING: tflite_int8 loses 0.110 AP50 against the SavedModel" in text

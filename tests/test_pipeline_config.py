@@ -26,7 +26,10 @@ def test_ssd_mobilenet_preset_renders_the_cpu_recipe() -> None:
     assert cfg["task"]["train_data"]["dtype"] == "float32"
     assert cfg["trainer"]["train_steps"] == 700
     assert cfg["trainer"]["optimizer_config"]["optimizer"]["type"] == "adam"
-    assert cfg["trainer"]["optimizer_config"]["learning_rate"]["cosine"]["decay_steps"] == 700
+    # Warm-up to the full rate over 100 steps, then the cosine over the other 600.
+    assert cfg["trainer"]["optimizer_config"]["learning_rate"]["cosine"]["decay_steps"] == 600
+    assert cfg["trainer"]["optimizer_config"]["learning_rate"]["cosine"]["offset"] == 100
+    assert cfg["trainer"]["optimizer_config"]["warmup"]["linear"]["warmup_steps"] == 100
     assert cfg["trainer"]["checkpoint_interval"] % cfg["trainer"]["steps_per_loop"] == 0
 
 
@@ -52,9 +55,27 @@ def test_input_size_must_suit_the_feature_pyramid() -> None:
 def test_written_pipeline_loads_back(tmp_path: Path) -> None:
     out = tmp_path / "m" / "pipeline.yaml"
     model = _model(preset="faster_rcnn", train_steps=12)
-    write_pipeline(model, 3, ["/t.record"], ["/v.record"], out, classes=["king", "queen", "dwarf"])
+    length = write_pipeline(
+        model, 3, ["/t.record"], ["/v.record"], out, classes=["king", "queen", "dwarf"], train_images=8
+    )
+    assert length.reason == "train_steps 12 (12.0 epochs of 8 images)"
     assert yaml.safe_load(out.read_text())["artdet"]["experiment"] == "maskrcnn_mobilenet_coco"
     params, header = load_params(out)
+    assert header.pop("schedule") == {
+        "unit": "train_steps",
+        "epochs": None,
+        "time_budget": None,
+        "budget_seconds": None,
+        "train_images": 8,
+        "steps": 12,
+        "reason": "train_steps 12 (12.0 epochs of 8 images)",
+        "patience": None,
+        "steps_per_loop": 50,
+        "warmup_steps": 100,
+        "checkpoint_every": 100,
+        "validate_every": None,
+        "validations": None,
+    }
     assert header == {
         "experiment": "maskrcnn_mobilenet_coco",
         "preset": "faster_rcnn",
@@ -69,6 +90,72 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
     assert params.task.model.num_classes == 4
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         write_pipeline(model, 3, ["/t.record"], ["/v.record"], out, classes=["king", "queen"])
+
+
+def test_pipeline_files_without_a_schedule_still_load(tmp_path: Path) -> None:
+    """A pipeline.yaml rendered before lengths had units: a fixed train_steps, no early stopping."""
+    out = tmp_path / "pipeline.yaml"
+    write_pipeline(_model(train_steps=12), 1, ["/t.record"], ["/v.record"], out, train_images=8)
+    data = yaml.safe_load(out.read_text())
+    del data["artdet"]["schedule"]
+    out.write_text(yaml.safe_dump(data))
+    params, header = load_params(out)
+    assert header["schedule"] is None and params.trainer.train_steps == 12
+
+
+def test_epochs_count_the_training_records(tmp_path: Path) -> None:
+    from artdet.example_proto import RecordWriter
+
+    records = []
+    for i, count in enumerate((30, 27)):
+        records.append(str(tmp_path / f"train-{i}.tfrecord"))
+        with RecordWriter(records[-1]) as writer:
+            for _ in range(count):
+                writer.write(b"example")
+    out = tmp_path / "pipeline.yaml"
+    length = write_pipeline(
+        _model(train_steps=None, epochs=3, validations=2, steps_per_loop=10), 1, records, ["/v.record"], out
+    )
+    assert length.reason == "3 epochs x 57 images / batch 8 -> 22 steps"
+    params, header = load_params(out)
+    assert params.trainer.train_steps == 22 and header["schedule"]["train_images"] == 57
+    assert params.trainer.optimizer_config.warmup.linear.warmup_steps == 11  # at most half the run
+    assert params.trainer.validation_interval == 20  # two validations: after the loop of step 20, at 22
+    with pytest.raises(ValueError, match="model 'm': set either epochs \\(3\\) or train_steps \\(5\\)"):
+        render(_model(train_steps=5, epochs=3), 1, ["t"], ["v"], train_images=57)
+
+
+def test_time_budget_renders_the_probe_and_records_the_budget(tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.yaml"
+    model = _model(time_budget="1.5h", steps_per_loop=20, patience=2)
+    length = write_pipeline(model, 1, ["/t.record"], ["/v.record"], out, train_images=100)
+    assert length.unit == "time_budget" and length.steps == 60
+    params, header = load_params(out)
+    assert header["schedule"]["budget_seconds"] == 5400 and header["schedule"]["time_budget"] == "1.5h"
+    assert header["schedule"]["patience"] == 2
+    assert params.trainer.train_steps == 60
+    assert "`artdet train` plans the rest" in out.read_text()
+
+
+def test_planned_learning_rate_is_the_rendered_schedule() -> None:
+    """The schedule a time budget trains with (lengths in variables) matches Model Garden's from the config."""
+    from official.modeling.optimization import optimizer_factory
+    from official.modeling.optimization.configs import optimization_config
+
+    from artdet.train import planned_learning_rate
+
+    for total, warmup in ((600, 100), (37, 18), (50, 0)):
+        cfg = render(_model(train_steps=total, warmup_steps=warmup), 1, ["t"], ["v"])
+        factory = optimizer_factory.OptimizerFactory(
+            optimization_config.OptimizationConfig(cfg["trainer"]["optimizer_config"])
+        )
+        reference = factory.build_learning_rate()
+        planned = planned_learning_rate(0.002, 7, 10**9)
+        planned.set_length(warmup, total)
+        steps = (0, 1, warmup // 2, max(warmup - 1, 0), warmup, warmup + 1, total // 2, total - 1, total, total + 5)
+        for step in steps:
+            assert float(planned(step)) == pytest.approx(float(reference(step)), abs=1e-7), (total, warmup, step)
+        assert float(planned(total)) == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.mark.parametrize(("validate_every", "interval"), [(None, 100), (250, 240), (5, 20), (0, 0)])
@@ -122,8 +209,8 @@ def test_local_init_checkpoint_wins_over_the_registry() -> None:
 def test_pipeline_config_validates_on_the_val_records_and_never_reads_test(demo_dir: Path, tmp_path: Path) -> None:
     """`artdet pipeline-config --val` renders validation_data from the val records; test stays for evaluate."""
     from artdet.cli import main
+    from artdet.example_proto import count_records
     from artdet.prepare import prepare_dataset
-    from artdet.tfrecord import count_records
 
     data = tmp_path / "data"
     counts = prepare_dataset(demo_dir, data, max_side=128, shards=2)

@@ -194,6 +194,11 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
         ({"train_models": ["nope"]}, "nope"),
         ({"models": {"tiny": {"preset": "yolo", "train_steps": 1}}}, "yolo"),
         ({"models": {"tiny": {"preset": "ssd_mobilenet", "train_step": 1}}}, "train_step"),
+        (
+            {"models": {"tiny": {"preset": "ssd_mobilenet", "epochs": 2, "train_steps": 5}}},
+            "model 'tiny': set either epochs (2) or train_steps (5), not both",
+        ),
+        ({"models": {"tiny": {"preset": "ssd_mobilenet"}}}, "model 'tiny': set its length with epochs"),
     ],
 )
 def test_bad_config_stops_before_any_work(tmp_path: Path, venv_env: dict, change: dict, named: str) -> None:

@@ -182,9 +182,9 @@ def _cmd_stats(args: argparse.Namespace) -> None:
 
 
 def _cmd_pipeline_config(args: argparse.Namespace) -> None:
+    from artdet.example_proto import count_records
     from artdet.label_map import read_label_map
     from artdet.pipeline_config import write_pipeline
-    from artdet.tfrecord import count_records
 
     model = json.loads(args.model_json)
     labels = read_label_map(args.label_map)
@@ -192,7 +192,8 @@ def _cmd_pipeline_config(args: argparse.Namespace) -> None:
     train = [str(Path(p).resolve()) for p in args.train]
     val = [str(Path(p).resolve()) for p in args.val]
     init = json.loads(Path(args.pretrained).read_text()) if args.pretrained else None
-    write_pipeline(model, len(classes), train, val, args.out, init, classes, val_images=count_records(val))
+    length = write_pipeline(model, len(classes), train, val, args.out, init, classes, val_images=count_records(val))
+    log.info("length | %s", length.reason)
 
 
 def _cmd_fetch_checkpoint(args: argparse.Namespace) -> None:

@@ -84,3 +84,28 @@ class RecordWriter:
 
     def __exit__(self, kind: type | None, value: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
+
+
+def count_records(paths: list[str | Path]) -> int:
+    """The number of records in TFRecord files, from their framing alone (no parsing, no TensorFlow).
+
+    Each record is a little-endian uint64 length, 4 bytes of CRC, the data and
+    4 more bytes of CRC, so counting seeks past the data: a few milliseconds
+    for thousands of images.
+    """
+    count = 0
+    for path in paths:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as handle:
+            position = 0
+            while position < size:
+                header = handle.read(8)
+                if len(header) < 8:
+                    raise ValueError(f"{path}: truncated TFRecord file (a record header ends at byte {size})")
+                (length,) = struct.unpack("<Q", header)
+                position += 8 + 4 + length + 4
+                if position > size:
+                    raise ValueError(f"{path}: truncated TFRecord file (record {count + 1} ends past byte {size})")
+                handle.seek(position)
+                count += 1
+    return count

@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from artdet.example_proto import count_records
 from artdet.presets import preset
+from artdet.schedule import Length, Settings, choose_length, fitted, parse_duration
 
 # The split the validation during training scores (the ``best`` checkpoint is picked on it).
 VALIDATION_SPLIT = "val"
@@ -42,17 +44,43 @@ def dotted_to_nested(overrides: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def _schedule(optimizer: str, lr: float, steps: int, warmup: int) -> dict[str, Any]:
+def _optimizer(optimizer: str) -> dict[str, Any]:
     opt = {"type": optimizer, optimizer: {}}
     if optimizer == "sgd":
         opt["sgd"] = {"momentum": 0.9}
+    return opt
+
+
+def length_fields(lr: float, steps: int, warmup: int) -> dict[str, Any]:
+    """The learning-rate schedule: a linear warm-up from 0 to ``lr``, then a cosine decay to 0 at step ``steps``.
+
+    The cosine starts after the warm-up (``offset``), so the warm-up ends at the
+    full rate whatever the length: the steps of a time budget's probe are then
+    steps of the schedule planned after it (:mod:`artdet.schedule`).
+    """
     return {
-        "optimizer": opt,
         "learning_rate": {
             "type": "cosine",
-            "cosine": {"initial_learning_rate": lr, "decay_steps": steps},
+            "cosine": {"initial_learning_rate": lr, "decay_steps": max(steps - warmup, 1), "offset": warmup},
         },
-        "warmup": {"type": "linear", "linear": {"warmup_steps": min(warmup, max(steps // 2, 0))}},
+        "warmup": {"type": "linear", "linear": {"warmup_steps": warmup}},
+    }
+
+
+def trainer_fields(settings: Settings, lr: float, steps: int) -> dict[str, Any]:
+    """``trainer:`` fields for a run of ``steps`` steps: the intervals and the learning-rate schedule.
+
+    ``render`` uses it for a length known in advance; ``artdet train`` for the
+    steps it planned for a time budget.
+    """
+    fit = fitted(settings, steps)
+    return {
+        "train_steps": steps,
+        "steps_per_loop": fit["steps_per_loop"],
+        "summary_interval": fit["steps_per_loop"],
+        "checkpoint_interval": fit["checkpoint_interval"],
+        "validation_interval": fit["validation_interval"],
+        "optimizer_config": length_fields(lr, steps, fit["warmup_steps"]),
     }
 
 
@@ -74,6 +102,7 @@ def render(
     train_records: list[str],
     val_records: list[str],
     init: dict[str, Any] | None = None,
+    train_images: int | None = None,
 ) -> dict[str, Any]:
     """The full experiment config as a plain dict.
 
@@ -84,6 +113,8 @@ def render(
     the final evaluation); none turns that validation off. ``init`` is a
     fetched pretrained checkpoint (:func:`artdet.checkpoints.fetch`);
     ``init_checkpoint:`` in the model entry names a local one instead.
+    ``train_images`` (the examples in ``train_records``) turns ``epochs``
+    into steps; it is needed only then.
     """
     from official.core import exp_factory
     from official.vision import registry_imports  # noqa: F401  (registers experiments)
@@ -91,16 +122,14 @@ def render(
     spec = preset(model["preset"])
     params = exp_factory.get_exp_config(spec["experiment"])
     size = int(model.get("input_size", spec.get("input_size", 320)))
-    steps = int(model["train_steps"])
     batch = int(model.get("batch_size", spec["batch_size"]))
-    steps_per_loop = max(1, min(int(model.get("steps_per_loop", 50)), steps))
-    checkpoint_every = int(model.get("checkpoint_every", 100))
-    checkpoint_every = max(steps_per_loop, checkpoint_every // steps_per_loop * steps_per_loop)
-    # Validation runs after a train loop: every N steps (a multiple of steps_per_loop), 0 = at the end only.
-    validate_every = int(model.get("validate_every", checkpoint_every))
-    if validate_every > 0:
-        validate_every = max(steps_per_loop, validate_every // steps_per_loop * steps_per_loop)
+    length = choose_length(model, train_images, batch)
     lr = scaled_learning_rate(model, spec)
+    trainer = trainer_fields(Settings.of(model), lr, length.steps)
+    trainer["optimizer_config"] = {
+        "optimizer": _optimizer(model.get("optimizer", spec["optimizer"])),
+        **trainer["optimizer_config"],
+    }
     init_checkpoint = model.get("init_checkpoint") or (init or {}).get("prefix")
     modules = model.get("init_checkpoint_modules") or (init or {}).get("modules") or ["backbone"]
     data = {
@@ -128,18 +157,7 @@ def render(
                     "drop_remainder": False,
                 },
             },
-            "trainer": {
-                "train_steps": steps,
-                "steps_per_loop": steps_per_loop,
-                "summary_interval": steps_per_loop,
-                "checkpoint_interval": checkpoint_every,
-                "validation_interval": validate_every,
-                "validation_steps": -1,
-                "max_to_keep": 3,
-                "optimizer_config": _schedule(
-                    model.get("optimizer", spec["optimizer"]), lr, steps, int(model.get("warmup_steps", 100))
-                ),
-            },
+            "trainer": {**trainer, "validation_steps": -1, "max_to_keep": 3},
         },
     )
     _deep_update(update, dotted_to_nested(model.get("overrides") or {}))
@@ -169,10 +187,31 @@ def load_params(path: str | Path):
     data = yaml.safe_load(Path(path).read_text())
     header = data.pop("artdet", {})
     header.setdefault("experiment", "retinanet")
+    # Files rendered before the schedule block: a fixed train_steps, no early stopping.
+    header.setdefault("schedule", None)
     params = exp_factory.get_exp_config(header["experiment"])
     params.override(data, is_strict=True)
     params.validate()
     return params, header
+
+
+def schedule_header(model: dict[str, Any], train_images: int | None, batch_size: int) -> dict[str, Any]:
+    """The ``schedule:`` block of ``pipeline.yaml``'s header: how the length was chosen, and what
+    ``artdet train`` needs to plan a time budget and to stop early.
+    """
+    length = choose_length(model, train_images, batch_size)
+    budget = model.get("time_budget") if length.unit == "time_budget" else None
+    return {
+        "unit": length.unit,
+        "epochs": model.get("epochs") if length.unit == "epochs" else None,
+        "time_budget": str(budget) if budget is not None else None,
+        "budget_seconds": parse_duration(budget, model.get("name", "?")) if budget is not None else None,
+        "train_images": train_images,
+        "steps": length.steps,
+        "reason": length.reason,
+        "patience": model.get("patience") or None,
+        **Settings.of(model).as_dict(),
+    }
 
 
 def write_pipeline(
@@ -184,7 +223,8 @@ def write_pipeline(
     init: dict[str, Any] | None = None,
     classes: list[str] | None = None,
     val_images: int | None = None,
-) -> None:
+    train_images: int | None = None,
+) -> Length:
     """Render and write ``pipeline.yaml``: an ``artdet:`` header, then the Model Garden config.
 
     ``classes`` (label-map order) name the per-class AP of the validation
@@ -193,13 +233,18 @@ def write_pipeline(
     dataset too small to give val an image) the config reads no validation
     data and training runs without validation, rather than on another split.
     The header's ``validation:`` says which split validation reads and how
-    many images it holds.
+    many images it holds. ``train_images`` is counted from the ``train``
+    records when not given (a fast scan of the record framing). Returns the
+    chosen length, for the log.
     """
     if classes is not None and len(classes) != num_classes:
         raise ValueError(f"{len(classes)} class names for {num_classes} classes")
     if val_images == 0:
         val = []
-    rendered = render(model, num_classes, train, val, init)
+    if train_images is None:
+        train_images = count_records(train)
+    rendered = render(model, num_classes, train, val, init, train_images)
+    schedule = schedule_header(model, train_images, rendered["task"]["train_data"]["global_batch_size"])
     header = {
         "artdet": {
             "experiment": preset(model["preset"])["experiment"],
@@ -210,12 +255,19 @@ def write_pipeline(
             "pretrained_sha256": (init or {}).get("sha256"),
             "classes": list(classes) if classes else None,
             "validation": {"split": VALIDATION_SPLIT, "images": val_images if val else 0},
+            "schedule": schedule,
         }
     }
     text = (
         "# Model Garden experiment config rendered by `artdet pipeline-config` from config.yaml.\n"
         "# Rerun training alone with: artdet train --pipeline THIS_FILE --model-dir DIR\n"
     )
+    if schedule["unit"] == "time_budget":
+        text += (
+            "# With a time_budget, trainer.train_steps is the probe's length; `artdet train` plans the rest\n"
+            "# and writes the plan to DIR/plan.json.\n"
+        )
     text += yaml.safe_dump(header, sort_keys=False) + yaml.safe_dump(rendered, sort_keys=True)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
+    return Length(schedule["unit"], schedule["steps"], schedule["reason"])

@@ -29,10 +29,15 @@ def summarize(config_path: str | Path, results: str | Path = "results") -> str:
         if train_summary.exists():
             t = json.loads(train_summary.read_text())
             best = t.get("best")
+            steps = f"{t['train_steps']} steps"
+            if t.get("stopped_early"):
+                steps = f"{t['stopped_at_step']} of {t['train_steps']} steps (stopped early)"
             lines.append(
-                f"  training            : {t['train_steps']} steps in {t['seconds'] / 60:.1f} min on {t['device']}"
+                f"  training            : {steps} in {t['seconds'] / 60:.1f} min on {t['device']}"
                 + (f"; best validation AP50 {best['AP50']:.3f} at step {best['step']}" if best else "")
             )
+            if t.get("length"):
+                lines.append(f"  length              : {t['length']}")
         for metrics_path in sorted((folder / "evaluation").glob("*/metrics.json")):
             m = json.loads(metrics_path.read_text())
             versus = m.get("versus_reference")

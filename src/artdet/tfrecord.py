@@ -9,7 +9,6 @@ that names the file.
 from __future__ import annotations
 
 import shutil
-import struct
 from pathlib import Path
 
 from artdet.dataset import Sample
@@ -127,21 +126,3 @@ def read_examples(path: str | Path) -> list[dict]:
             item[key] = tf.sparse.to_dense(value).numpy() if isinstance(value, tf.SparseTensor) else value.numpy()
         result.append(item)
     return result
-
-
-def count_records(paths: list[str | Path]) -> int:
-    """The number of records in TFRecord files, read from their framing (no TensorFlow, no decoding).
-
-    Each record is an 8-byte length, its 4-byte CRC, the data and the data's
-    4-byte CRC, so counting skips from one length to the next.
-    """
-    count = 0
-    for path in paths:
-        with open(path, "rb") as handle:
-            while header := handle.read(8):
-                if len(header) < 8:
-                    raise ValueError(f"{path}: truncated TFRecord file")
-                (length,) = struct.unpack("<Q", header)
-                handle.seek(4 + length + 4, 1)
-                count += 1
-    return count

@@ -11,12 +11,13 @@ highest AP50 so far is kept as ``<model_dir>/best/model`` (a model-only
 checkpoint, like ``final/model``), its scores in ``best.json``; every
 validation is a line of ``validation.json`` and a point in TensorBoard's
 ``validation`` run, with a few val images with boxes drawn. The training
-weights and their optimizer state are never touched.
+weights and their optimizer state are never touched. With ``patience``, a run
+whose AP50 stopped improving ends early (:class:`EarlyStop`).
 
 The validation data is the val split (``task.validation_data`` in
 ``pipeline.yaml``), carved out of the training images: the ``best``
-checkpoint is picked without looking at the test split, so the test scores
-of a model exported from it stay fair. Each record names its split.
+checkpoint and early stopping never look at the test split, so the test
+scores of a model exported from it stay fair. Each record names its split.
 """
 
 from __future__ import annotations
@@ -30,6 +31,23 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+class EarlyStop(Exception):
+    """Raised by :class:`Validator` (an orbit train action) to end training; ``artdet train`` catches it.
+
+    Orbit's controller has no way for an action to end the run, and raising
+    from the action leaves it in a known state: the train loop of ``step`` is
+    done, its outputs (``output``) are not yet written to TensorBoard and no
+    checkpoint of ``step`` is saved; the catcher does both.
+    """
+
+    def __init__(self, step: int, output: dict, reason: str):
+        super().__init__(reason)
+        self.step = step
+        self.output = output
+        self.reason = reason
+
 
 # Detections drawn on TensorBoard's validation images score at least this much.
 DRAW_SCORE = 0.3
@@ -63,6 +81,7 @@ class Validator:
         images: int = 4,
         on_done=None,
         split: str | None = "val",
+        patience: int | None = None,
     ):
         self.trainer = trainer
         self.task = task
@@ -70,7 +89,8 @@ class Validator:
         self.experiment = experiment
         self.model_dir = Path(model_dir)
         self.every = int(params.trainer.validation_interval)
-        self.total = int(params.trainer.train_steps)
+        self.total: int | None = int(params.trainer.train_steps)
+        self.patience = patience
         self.classes = {i: name for i, name in enumerate(classes, start=1)}
         self.bn_batches = bn_batches
         self.images = images
@@ -85,14 +105,39 @@ class Validator:
         self._train_batches = None
         self._writer = None
 
+    def set_schedule(self, total: int | None, every: int) -> None:
+        """Validate every ``every`` steps and at ``total`` (None: not as an action, e.g. during a probe)."""
+        self.total = total
+        self.every = every
+
+    def scores(self, until: int | None = None) -> list[float]:
+        """The AP50 of every validation so far (up to step ``until``), in step order."""
+        return [h["AP50"] for h in sorted(self.history, key=lambda h: h["step"]) if until is None or h["step"] <= until]
+
+    def stop_reason(self, step: int) -> str | None:
+        """Why training should stop at ``step`` (a validation step) under ``patience``, or None to go on."""
+        from artdet.schedule import should_stop
+
+        if not should_stop(self.scores(until=step), self.patience):
+            return None
+        best = max((h for h in self.history if h["step"] <= step), key=lambda h: (h["AP50"], -h["step"]))
+        return (
+            f"validation AP50 has not improved for {self.patience} validation{'s' if self.patience != 1 else ''} "
+            f"(patience {self.patience}; best {best['AP50']:.3f} at step {best['step']})"
+        )
+
     # orbit calls this with the train loop's outputs after every `steps_per_loop` steps.
     def __call__(self, output: dict) -> None:
         step = int(self.trainer.global_step.numpy())
-        if step >= self.total or (self.every > 0 and step % self.every == 0):
+        at_end = self.total is not None and step >= self.total
+        if at_end or (self.total is not None and self.every > 0 and step % self.every == 0):
             start = time.perf_counter()
             self.validate(step)
             if self.on_done is not None:
                 self.on_done(time.perf_counter() - start)
+            reason = None if at_end else self.stop_reason(step)
+            if reason:
+                raise EarlyStop(step, output, reason)
 
     def _build(self) -> None:
         import tensorflow as tf
@@ -176,7 +221,13 @@ class Validator:
         ]
         return draw_detections(pixels, detections)
 
-    def validate(self, step: int) -> dict:
+    def validate(self, step: int, record: bool = True) -> dict:
+        """Score the training model at ``step``; ``record=False`` only measures (nothing is written or kept).
+
+        A time budget's probe validates twice: the first, recorded, builds the
+        validation model and traces its functions; the second, unrecorded, takes
+        as long as each later validation will.
+        """
         import tensorflow as tf
 
         from artdet.batch_norm import average_statistics
@@ -213,6 +264,8 @@ class Validator:
             "boxes": metrics["num_boxes"],
             "seconds": round(time.perf_counter() - start, 1),
         }
+        if not record:
+            return record
         improved = self.best is None or record["AP50"] > self.best["AP50"]
         if improved:
             path = tf.train.Checkpoint(model=self.model).write(str(self.model_dir / "best" / "model"))
