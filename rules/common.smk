@@ -180,6 +180,12 @@ def pretrained_checkpoint(wildcards):
     return f"results/checkpoints/{name}/checkpoint.json" if name else []
 
 
+def box_stats(wildcards):
+    """stats.json for a model whose anchors are fitted to the boxes ([] otherwise)."""
+    fit = config["models"][wildcards.model].get("anchors", "default") == "fit"
+    return f"{DATA}/stats/stats.json" if fit else []
+
+
 # Model settings that do not shape the rendered pipeline (so changing them does not retrain).
 EXPORT_ONLY = {"export_checkpoint"}
 

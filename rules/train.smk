@@ -23,6 +23,7 @@ rule pipeline_config:
         label_map=f"{DATA}/label_map.pbtxt",
         train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
         val=shard_outputs(f"{DATA}/records/val-{{shard}}.tfrecord"),
+        stats=box_stats,
     output:
         "results/{model}/pipeline.yaml",
     log:
@@ -34,10 +35,11 @@ rule pipeline_config:
         pretrained=lambda wildcards, input: (
             f"--pretrained {input.pretrained}" if input.pretrained else ""
         ),
+        stats=lambda wildcards, input: f"--stats {input.stats}" if input.stats else "",
     shell:
         "python -m artdet pipeline-config {output} --model-json {params.model:q} "
         "--label-map {input.label_map} --train {input.train} --val {input.val} "
-        "{params.pretrained} > {log} 2>&1"
+        "{params.pretrained} {params.stats} > {log} 2>&1"
 
 
 # Training validates on the val records (never the test records, kept for `evaluate`).

@@ -236,3 +236,67 @@ def test_pipeline_config_validates_on_the_val_records_and_never_reads_test(demo_
     assert rendered["artdet"]["validation"] == {"split": "val", "images": 0}
     params, _ = load_params(out)
     assert params.task.validation_data.input_path == ""
+
+
+def test_augment_settings_reach_the_parser_and_match_the_schema() -> None:
+    import yaml
+
+    from artdet.pipeline_config import AUGMENT_DEFAULTS, parser_fields
+    from conftest import ROOT
+
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    augment = schema["properties"]["models"]["additionalProperties"]["properties"]["augment"]["properties"]
+    assert {key: augment[key]["default"] for key in AUGMENT_DEFAULTS} == AUGMENT_DEFAULTS
+    assert parser_fields(None) == {"aug_rand_hflip": True, "aug_scale_min": 0.8, "aug_scale_max": 1.2}
+    fields = parser_fields({"hflip": False, "scale": [0.5, 1.5], "colour": 4})
+    assert (fields["aug_rand_hflip"], fields["aug_scale_min"], fields["aug_scale_max"]) == (False, 0.5, 1.5)
+    assert fields["aug_type"]["randaug"]["magnitude"] == 4.0
+    assert "Brightness" not in fields["aug_type"]["randaug"]["exclude_ops"]
+    assert "Rotate" in fields["aug_type"]["randaug"]["exclude_ops"]
+    # Model Garden accepts the rendered fields (its config classes validate them).
+    cfg = render(_model(augment={"hflip": False, "colour": 5}), 1, ["t"], ["v"])
+    parser = cfg["task"]["train_data"]["parser"]
+    assert parser["aug_rand_hflip"] is False and parser["aug_type"]["randaug"]["num_layers"] == 1
+
+
+def test_anchors_are_fitted_only_to_boxes_the_defaults_do_not_cover() -> None:
+    from artdet.pipeline_config import fit_anchors
+
+    def stats(p5: float, p95: float, ratios: tuple[float, float, float] = (0.8, 1.0, 1.3)) -> dict:
+        # 640x480 images; relative size = sqrt(box area / image area)
+        side = (640 * 480) ** 0.5
+        return {
+            "image_width_px": {"median": 640},
+            "image_height_px": {"median": 480},
+            "box_relative_size": {"p5": p5 / side, "p95": p95 / side},
+            "box_aspect_ratio": dict(zip(("p5", "median", "p95"), ratios, strict=True)),
+        }
+
+    # Box sides below are in pixels of the 640-wide image; at input 320 they halve.
+    kept = fit_anchors(stats(186, 530), 320, 3, 6)  # raccoon-like: 93-265 px at 320
+    assert (kept["anchor_size"], kept["aspect_ratios"]) == (4.0, [0.5, 1.0, 2.0]), kept
+    small = fit_anchors(stats(42, 166), 320, 3, 6)  # BCCD-like: 21-83 px, platelets below 32 px
+    assert small["anchor_size"] == 1.5 and "anchor_size 4 -> 1.5" in small["reason"], small
+    assert small["aspect_ratios"] == [0.5, 1.0, 2.0]
+    thin = fit_anchors(stats(186, 530, (0.2, 0.3, 0.45)), 320, 3, 6)  # pens lying flat
+    assert thin["aspect_ratios"] == [0.2, 0.3, 0.45] and thin["anchor_size"] == 4.0
+
+
+def test_anchors_fit_reaches_the_config_and_needs_the_statistics() -> None:
+    side = (640 * 480) ** 0.5
+    stats = {
+        "image_width_px": {"median": 640},
+        "image_height_px": {"median": 480},
+        "box_relative_size": {"p5": 42 / side, "p95": 166 / side},
+        "box_aspect_ratio": {"p5": 0.8, "median": 1.0, "p95": 1.3},
+    }
+    notes: dict = {}
+    cfg = render(_model(anchors="fit"), 3, ["t"], ["v"], box_stats=stats, notes=notes)
+    assert cfg["task"]["model"]["anchor"]["anchor_size"] == 1.5 and "anchor_size" in notes["anchors"]
+    cfg = render(
+        _model(anchors="fit", overrides={"task.model.anchor.anchor_size": 3}), 3, ["t"], ["v"], box_stats=stats
+    )
+    assert cfg["task"]["model"]["anchor"]["anchor_size"] == 3, "a user's override wins"
+    assert render(_model(), 3, ["t"], ["v"])["task"]["model"]["anchor"]["anchor_size"] == 4.0
+    with pytest.raises(ValueError, match="anchors: fit needs the dataset statistics"):
+        render(_model(anchors="fit"), 3, ["t"], ["v"])

@@ -192,8 +192,13 @@ def _cmd_pipeline_config(args: argparse.Namespace) -> None:
     train = [str(Path(p).resolve()) for p in args.train]
     val = [str(Path(p).resolve()) for p in args.val]
     init = json.loads(Path(args.pretrained).read_text()) if args.pretrained else None
-    length = write_pipeline(model, len(classes), train, val, args.out, init, classes, val_images=count_records(val))
+    stats = json.loads(Path(args.stats).read_text()) if args.stats else None
+    length = write_pipeline(
+        model, len(classes), train, val, args.out, init, classes, val_images=count_records(val), box_stats=stats
+    )
     log.info("length | %s", length.reason)
+    if model.get("anchors") == "fit":
+        log.info("anchors | %s", yaml.safe_load(Path(args.out).read_text())["artdet"]["anchors"])
 
 
 def _cmd_fetch_checkpoint(args: argparse.Namespace) -> None:
@@ -451,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="val TFRecord files, scored during training (when they hold no image, validation is off)",
     )
     p.add_argument("--pretrained", help="checkpoint.json written by `artdet fetch-checkpoint`")
+    p.add_argument("--stats", help="stats.json written by `artdet stats` (needed by anchors: fit)")
     p.add_argument("out")
     p.set_defaults(func=_cmd_pipeline_config)
 

@@ -10,6 +10,7 @@ file alone is enough to rerun training (``artdet train --pipeline ...``).
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,92 @@ def trainer_fields(settings: Settings, lr: float, steps: int) -> dict[str, Any]:
     }
 
 
+# Training-time augmentation, config.yaml's `models.<name>.augment:` (tests check the schema says the same).
+AUGMENT_DEFAULTS: dict[str, Any] = {"hflip": True, "scale": [0.8, 1.2], "colour": 0}
+# RandAugment's ops that change geometry or content rather than colour: left out of colour jitter.
+_NOT_COLOUR = [
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Sharpness",
+    "ShearX", "ShearY", "TranslateX", "TranslateY", "Cutout", "SolarizeAdd",
+]  # fmt: skip
+
+
+def parser_fields(augment: dict[str, Any] | None) -> dict[str, Any]:
+    """Model Garden's RetinaNet parser fields for a model's ``augment:`` settings.
+
+    ``hflip`` mirrors images at random (turn it off where mirroring changes
+    the class: text, playing cards, left/right); ``scale`` is the random
+    zoom range (the image is scaled, then cropped or padded to the input);
+    ``colour`` > 0 applies one of RandAugment's brightness, contrast or
+    colour-saturation changes at that magnitude (0..10) to 70% of the
+    images, for photos taken under other light.
+    """
+    settings = {**AUGMENT_DEFAULTS, **(augment or {})}
+    low, high = settings["scale"]
+    fields: dict[str, Any] = {
+        "aug_rand_hflip": bool(settings["hflip"]),
+        "aug_scale_min": float(low),
+        "aug_scale_max": float(high),
+    }
+    if settings["colour"]:
+        fields["aug_type"] = {
+            "type": "randaug",
+            "randaug": {
+                "num_layers": 1,
+                "magnitude": float(settings["colour"]),
+                "prob_to_apply": 0.7,
+                "exclude_ops": _NOT_COLOUR,
+            },
+        }
+    return fields
+
+
+def fit_anchors(
+    stats: dict[str, Any],
+    input_size: int,
+    min_level: int,
+    max_level: int,
+    num_scales: int = 3,
+    anchor_size: float = 4.0,
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
+) -> dict[str, Any]:
+    """Anchors for the boxes in ``stats.json`` (:mod:`artdet.stats`), and why.
+
+    Model Garden's RetinaNet anchors span ``anchor_size * 2**min_level`` to
+    ``anchor_size * 2**max_level * 2**((num_scales - 1) / num_scales)`` pixels
+    of the model input (32 to 406 at the defaults). A box far smaller than
+    the smallest anchor overlaps none by the matching IoU of 0.5 and is
+    learned from one forced match only: BCCD's platelets, 20 px at 320, are
+    such boxes. When the 5th to 95th percentile of box sizes leaves that span
+    (by more than a factor of sqrt 2), the span is centred on the boxes, on a
+    log scale; when the same percentiles of the aspect ratio leave the
+    anchors' ratios (by more than 1.25), the ratios become those percentiles.
+    Otherwise the defaults stay: they are what was measured most.
+    """
+    width, height = stats["image_width_px"]["median"], stats["image_height_px"]["median"]
+    to_input = math.sqrt(width * height) * input_size / max(width, height)
+    low, high = stats["box_relative_size"]["p5"] * to_input, stats["box_relative_size"]["p95"] * to_input
+    smallest, largest = 2**min_level, 2**max_level * 2 ** ((num_scales - 1) / num_scales)
+    reasons = []
+    if low * math.sqrt(2) < anchor_size * smallest or high > anchor_size * largest * math.sqrt(2):
+        fitted = min(16.0, max(0.5, round(2 * math.sqrt(low * high / (smallest * largest))) / 2))
+        reasons.append(
+            f"boxes of {low:.0f}-{high:.0f} px at input {input_size} (5th-95th percentile) leave the default anchors' "
+            f"{anchor_size * smallest:.0f}-{anchor_size * largest:.0f} px: anchor_size {anchor_size:g} -> {fitted:g} "
+            f"({fitted * smallest:.0f}-{fitted * largest:.0f} px)"
+        )
+        anchor_size = fitted
+    else:
+        reasons.append(f"boxes of {low:.0f}-{high:.0f} px fit the default anchor_size {anchor_size:g}")
+    ratio = stats["box_aspect_ratio"]
+    if ratio["p5"] * 1.25 < min(aspect_ratios) or ratio["p95"] > max(aspect_ratios) * 1.25:
+        fitted_ratios = sorted({round(min(10.0, max(0.1, ratio[q])), 2) for q in ("p5", "median", "p95")})
+        reasons.append(f"aspect ratios (w/h) {ratio['p5']:.2f}-{ratio['p95']:.2f}: anchors {fitted_ratios}")
+        aspect_ratios = tuple(fitted_ratios)
+    else:
+        reasons.append(f"aspect ratios {ratio['p5']:.2f}-{ratio['p95']:.2f} fit the default {list(aspect_ratios)}")
+    return {"anchor_size": anchor_size, "aspect_ratios": list(aspect_ratios), "reason": "; ".join(reasons)}
+
+
 def scaled_learning_rate(model: dict[str, Any], spec: dict[str, Any]) -> float:
     """The model's learning rate, or the preset's scaled linearly with the batch size.
 
@@ -103,6 +190,8 @@ def render(
     val_records: list[str],
     init: dict[str, Any] | None = None,
     train_images: int | None = None,
+    box_stats: dict[str, Any] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The full experiment config as a plain dict.
 
@@ -114,7 +203,9 @@ def render(
     fetched pretrained checkpoint (:func:`artdet.checkpoints.fetch`);
     ``init_checkpoint:`` in the model entry names a local one instead.
     ``train_images`` (the examples in ``train_records``) turns ``epochs``
-    into steps; it is needed only then.
+    into steps; it is needed only then. ``box_stats`` (``stats.json``) fits
+    the anchors to the boxes for a model with ``anchors: fit``
+    (:func:`fit_anchors`); ``notes``, when given, receives why (``anchors``).
     """
     from official.core import exp_factory
     from official.vision import registry_imports  # noqa: F401  (registers experiments)
@@ -137,7 +228,7 @@ def render(
         "global_batch_size": batch,
         "dtype": "float32",
         "shuffle_buffer_size": 1000,
-        "parser": {"aug_rand_hflip": True, "aug_scale_min": 0.8, "aug_scale_max": 1.2},
+        "parser": parser_fields(model.get("augment")),
     }
     update = copy.deepcopy(spec["params"])
     _deep_update(
@@ -160,8 +251,30 @@ def render(
             "trainer": {**trainer, "validation_steps": -1, "max_to_keep": 3},
         },
     )
-    _deep_update(update, dotted_to_nested(model.get("overrides") or {}))
+    overrides = dotted_to_nested(model.get("overrides") or {})
+    _deep_update(update, overrides)
     _override_strict(params, update)
+    if model.get("anchors", "default") == "fit":
+        if box_stats is None:
+            raise ValueError(
+                f"model {model.get('name', '?')!r}: anchors: fit needs the dataset statistics "
+                "(results/data/stats/stats.json; `artdet pipeline-config --stats`)"
+            )
+        anchor = params.task.model.anchor
+        fitted = fit_anchors(
+            box_stats,
+            size,
+            params.task.model.min_level,
+            params.task.model.max_level,
+            anchor.num_scales,
+            anchor.anchor_size,
+            tuple(anchor.aspect_ratios),
+        )
+        fitted_fields = {"anchor_size": fitted["anchor_size"], "aspect_ratios": fitted["aspect_ratios"]}
+        if notes is not None:
+            notes["anchors"] = fitted["reason"]
+        _override_strict(params, {"task": {"model": {"anchor": fitted_fields}}})
+        _override_strict(params, overrides)  # a user's own anchor settings still win
     params.validate()
     max_level = params.task.model.max_level
     if size % (2**max_level):
@@ -224,6 +337,7 @@ def write_pipeline(
     classes: list[str] | None = None,
     val_images: int | None = None,
     train_images: int | None = None,
+    box_stats: dict[str, Any] | None = None,
 ) -> Length:
     """Render and write ``pipeline.yaml``: an ``artdet:`` header, then the Model Garden config.
 
@@ -234,8 +348,9 @@ def write_pipeline(
     data and training runs without validation, rather than on another split.
     The header's ``validation:`` says which split validation reads and how
     many images it holds. ``train_images`` is counted from the ``train``
-    records when not given (a fast scan of the record framing). Returns the
-    chosen length, for the log.
+    records when not given (a fast scan of the record framing). ``box_stats``
+    (``stats.json``) is needed by ``anchors: fit``; the header's ``anchors:``
+    says what was fitted and why. Returns the chosen length, for the log.
     """
     if classes is not None and len(classes) != num_classes:
         raise ValueError(f"{len(classes)} class names for {num_classes} classes")
@@ -243,7 +358,8 @@ def write_pipeline(
         val = []
     if train_images is None:
         train_images = count_records(train)
-    rendered = render(model, num_classes, train, val, init, train_images)
+    notes: dict[str, str] = {}
+    rendered = render(model, num_classes, train, val, init, train_images, box_stats, notes)
     schedule = schedule_header(model, train_images, rendered["task"]["train_data"]["global_batch_size"])
     header = {
         "artdet": {
@@ -256,6 +372,7 @@ def write_pipeline(
             "classes": list(classes) if classes else None,
             "validation": {"split": VALIDATION_SPLIT, "images": val_images if val else 0},
             "schedule": schedule,
+            "anchors": notes.get("anchors", "Model Garden's defaults"),
         }
     }
     text = (
