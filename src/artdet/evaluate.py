@@ -161,10 +161,12 @@ def _grid(tiles: list[np.ndarray], out: str | Path, columns: int = 4, tile: int 
     sheet.save(out, quality=90)
 
 
-# The figures an export is held to against the SavedModel, the loss in any of them that flags
-# it, and the lowest score of the SavedModel's detections it is asked to find (defaults of
-# config.yaml's `evaluation:` keys; tests check that the schema says the same).
+# The figures an export is compared on with the SavedModel, those whose loss beyond the tolerance
+# flags it, and the lowest score of the SavedModel's detections it is asked to find (defaults of
+# config.yaml's `evaluation:` keys; tests check that the schema says the same). AR100 is shown,
+# not flagged: on a dozen test images it moves with single boxes at the strictest IoUs.
 COMPARED = ("AP", "AP50", "AR100")
+FLAGGED = ("AP", "AP50")
 EXPORT_TOLERANCE = 0.02
 FOUND_MIN_SCORE = 0.1
 
@@ -183,7 +185,7 @@ def versus_reference(
     ground truth, so the differences in AP, AP50 and AR100 are the accuracy
     the export cost; ``found`` is the share of the reference's detections
     (every class, score >= ``min_score``) that the form returns. A form that
-    loses more than ``tolerance`` in any of the three is ``lossy`` and gets a
+    loses more than ``tolerance`` in AP or AP50 is ``lossy`` and gets a
     warning line.
     """
     from artdet.matching import found_share
@@ -198,7 +200,7 @@ def versus_reference(
     ours, _ = coco_metrics(ground_truth, predictions(found), classes)
     theirs, _ = coco_metrics(ground_truth, predictions(reference), classes)
     difference = {name: round(ours[name] - theirs[name], 4) for name in COMPARED}
-    losses = {name: -d for name, d in difference.items() if -d > tolerance}
+    losses = {name: -difference[name] for name in FLAGGED if -difference[name] > tolerance}
     share = found_share(reference, found, min_score=min_score)
     warning = None
     if losses:
