@@ -85,6 +85,7 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
         "pretrained_sha256": None,
         "classes": ["king", "queen", "dwarf"],
         "validation": {"split": "val", "images": None},
+        "anchors": "Model Garden's defaults",
     }
     assert params.trainer.train_steps == 12
     assert params.task.model.num_classes == 4
@@ -278,6 +279,9 @@ def test_anchors_are_fitted_only_to_boxes_the_defaults_do_not_cover() -> None:
     small = fit_anchors(stats(42, 166), 320, 3, 6)  # BCCD-like: 21-83 px, platelets below 32 px
     assert small["anchor_size"] == 1.5 and "anchor_size 4 -> 1.5" in small["reason"], small
     assert small["aspect_ratios"] == [0.5, 1.0, 2.0]
+    assert "input_size" not in small["reason"]
+    tiny = fit_anchors(stats(16, 166), 320, 3, 6)  # 8 px at 320: a larger input is suggested
+    assert "input_size 512 would give them 12 px" in tiny["reason"], tiny
     thin = fit_anchors(stats(186, 530, (0.2, 0.3, 0.45)), 320, 3, 6)  # pens lying flat
     assert thin["aspect_ratios"] == [0.2, 0.3, 0.45] and thin["anchor_size"] == 4.0
 

@@ -124,6 +124,10 @@ def parser_fields(augment: dict[str, Any] | None) -> dict[str, Any]:
     return fields
 
 
+# Below this many pixels at the model input, a box is hard to find: the anchors' log says so.
+SMALL_BOX_PX = 12
+
+
 def fit_anchors(
     stats: dict[str, Any],
     input_size: int,
@@ -161,6 +165,12 @@ def fit_anchors(
         anchor_size = fitted
     else:
         reasons.append(f"boxes of {low:.0f}-{high:.0f} px fit the default anchor_size {anchor_size:g}")
+    if low < SMALL_BOX_PX:
+        larger = 64 * math.ceil(input_size * SMALL_BOX_PX / low / 64)
+        reasons.append(
+            f"the smallest boxes are {low:.0f} px at input {input_size}: input_size {larger} would give them "
+            f"{SMALL_BOX_PX} px, at about {(larger / input_size) ** 2:.1f}x the time per step"
+        )
     ratio = stats["box_aspect_ratio"]
     if ratio["p5"] * 1.25 < min(aspect_ratios) or ratio["p95"] > max(aspect_ratios) * 1.25:
         fitted_ratios = sorted({round(min(10.0, max(0.1, ratio[q])), 2) for q in ("p5", "median", "p95")})
