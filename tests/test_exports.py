@@ -58,8 +58,9 @@ def test_tflite_forms_keep_the_accuracy_on_lookalike_classes(tmp_path: Path, ven
 
     for form in ("tflite_int8",):
         versus = json.loads((evaluation / form / "metrics.json").read_text())["versus_reference"]
+        # No loss beyond the tolerance (int8 may also score a little higher on 30 test images).
         assert not versus["lossy"], (form, versus)
-        assert abs(versus["difference"]["AP50"]) <= 0.02 and abs(versus["difference"]["AP"]) <= 0.02, versus
+        assert min(versus["difference"]["AP50"], versus["difference"]["AP"]) >= -versus["tolerance"], versus
         assert versus["found"]["share"] >= 0.95, versus
 
     # The comparison sees what a one-class-per-box export would lose on this set.
