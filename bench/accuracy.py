@@ -105,9 +105,9 @@ def run_workflow(
     if published_split:
         config["split"] = {**config["split"], "pins": str(bccd_pins(work / "pins.csv"))}
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
+    targets = [f"results/{model}/evaluation/{form}/metrics.json" for model in models for form in forms[model]]
+    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
     command += ["--configfile", str(work / "config.yaml"), "--cores", "all", "--resources", "gpu=1"]
-    command += [f"results/{model}/evaluation/{form}/metrics.json" for model in models for form in forms[model]]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     start = time.perf_counter()
     with open(work / "snakemake.log", "w") as log:
