@@ -3,7 +3,8 @@
 On the demo's distinct classes a one-class-per-box phone model scores like the
 SavedModel; on look-alike classes a young model hesitates, and every second
 guess the export drops costs AP. This runs the real workflow on the look-alike
-demo variant, short enough that the model still hesitates.
+demo variant, short enough that the model still hesitates, and checks that the
+comparison with the SavedModel flags exports that do lose accuracy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -20,7 +22,7 @@ LOOKALIKE_CONFIG = {
     **LEARNING_CONFIG,
     "records": {"shards": 2},
     "export": {"tflite": ["int8"]},  # float32 shares its post-processing; test_detect.py exports both
-    "models": {"tiny": {**LEARNING_CONFIG["models"]["tiny"], "train_steps": 250, "validate_every": 0}},
+    "models": {"tiny": {**LEARNING_CONFIG["models"]["tiny"], "train_steps": 160, "validate_every": 0}},
 }
 
 
@@ -36,12 +38,12 @@ def _one_class_per_box(detections: list, iou: float = 0.5) -> list:
 
 
 @pytest.mark.slow
-def test_tflite_forms_keep_the_accuracy_on_lookalike_classes(tmp_path: Path, venv_env: dict) -> None:
+def test_exports_keep_the_accuracy_and_a_lossy_one_is_flagged(tmp_path: Path, venv_env: dict) -> None:
     from artdet.demo_data import VARIANTS, generate
     from artdet.evaluate import load_test_images, versus_reference
     from workflow_helpers import snakemake
 
-    generate(tmp_path / "photos", count=120, seed=2, width=320, height=240, variant="lookalike")
+    generate(tmp_path / "photos", count=96, seed=2, width=320, height=240, variant="lookalike")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(LOOKALIKE_CONFIG))
     snakemake(tmp_path, venv_env)
     evaluation = tmp_path / "results" / "tiny" / "evaluation"
@@ -79,3 +81,24 @@ def test_tflite_forms_keep_the_accuracy_on_lookalike_classes(tmp_path: Path, ven
     classes = dict(enumerate(sorted(VARIANTS["lookalike"]), start=1))
     reduced = versus_reference(truth, [_one_class_per_box(d) for d in full], full, classes)
     assert reduced["lossy"] and reduced["found"]["share"] < 0.9, reduced
+
+    # A real export made lossy on purpose: int8 calibrated on blank images.
+    from artdet.evaluate import evaluate_model
+    from artdet.tflite import export_tflite
+
+    results = tmp_path / "results"
+    lossy_file = export_tflite(
+        results / "tiny" / "pipeline.yaml",
+        results / "tiny" / "train",
+        results / "data" / "label_map.pbtxt",
+        tmp_path / "blank_int8" / "model.tflite",
+        "int8",
+        calibration=[np.full((192, 192, 3), 128, np.uint8)] * 8,
+    )
+    records = sorted((results / "data" / "records").glob("test-*.tfrecord"))
+    reference_file = evaluation / "saved_model" / "detections.json"
+    metrics = evaluate_model(lossy_file, records, tmp_path / "blank", reference=reference_file)
+    versus = metrics["versus_reference"]
+    assert versus["lossy"] and versus["warning"], versus
+    assert min(versus["difference"]["AP"], versus["difference"]["AP50"]) < -versus["tolerance"]
+    assert "Warning" in (tmp_path / "blank" / "metrics.html").read_text()
