@@ -26,7 +26,7 @@ LOOKALIKE_CONFIG = {
 
 def _one_class_per_box(detections: list, iou: float = 0.5) -> list:
     """What a post-processing that keeps one class per box returns: the best class of each box."""
-    from artdet.matching import iou_matrix
+    from artdet.evaluate.matching import iou_matrix
 
     kept: list = []
     for det in sorted(detections, key=lambda d: -d[1]):
@@ -37,8 +37,9 @@ def _one_class_per_box(detections: list, iou: float = 0.5) -> list:
 
 @pytest.mark.slow
 def test_tflite_forms_keep_the_accuracy_on_lookalike_classes(tmp_path: Path, venv_env: dict) -> None:
-    from artdet.demo_data import VARIANTS, generate
-    from artdet.evaluate import load_test_images, versus_reference
+    from artdet.data.demo import VARIANTS, generate
+    from artdet.evaluate.inference import load_test_images
+    from artdet.evaluate.metrics import versus_reference
     from workflow_helpers import snakemake
 
     generate(tmp_path / "photos", count=120, seed=2, width=320, height=240, variant="lookalike")
