@@ -21,7 +21,7 @@ demo: venv
 	@test -d data/demo || $(BIN)/artdet demo-data data/demo --config config.yaml
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1
 	$(BIN)/snakemake --report results/report.html
-	@$(BIN)/python -m artdet.summary config.yaml
+	@$(BIN)/python -m artdet.evaluate.summary config.yaml
 
 test: venv
 	$(BIN)/python -m pytest -v -rs

@@ -2,8 +2,9 @@
 #
 #   snakemake --cores all --resources gpu=1
 #
-# Each stage is a rule in rules/<stage>.smk that calls `artdet <stage>`; the
-# logic lives in src/artdet/<stage>.py.
+# Each stage is a rule in rules/<role>.smk that calls `artdet <command>`; the logic
+# lives in src/artdet/<role>/ (data, train, evaluate, deploy). The README's
+# "Where each output lands" maps every rule to its command and module.
 
 import sys
 
@@ -17,7 +18,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 configfile: "config.yaml"
 
 
-validate(config, "schemas/config.schema.yaml")
+validate(config, "src/artdet/config.schema.yaml")
 
 
 include: "rules/common.smk"

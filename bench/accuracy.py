@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from artdet.evaluate import EXPORT_TOLERANCE as TOLERANCE  # the workflow's own flag
+from artdet.evaluate.metrics import EXPORT_TOLERANCE as TOLERANCE  # the workflow's own flag
 from common import CACHE, ROOT, SHARED, save
 
 FORMS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
@@ -72,7 +72,7 @@ def bccd_pins(out: Path) -> Path:
 
 
 def generated(variant: str, count: int = 360) -> Path:
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
 
     folder = CACHE / f"accuracy-data-{variant}-{count}"
     if not (folder / ".complete").exists():

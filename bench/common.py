@@ -96,7 +96,7 @@ def save(
 
 def generated_dataset(count: int) -> Path:
     """A cached demo dataset of ``count`` images (seed 0), made once."""
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
 
     folder = CACHE / f"demo-{count}"
     marker = folder / ".complete"

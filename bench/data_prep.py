@@ -61,7 +61,7 @@ def tutorial_baseline(dataset: Path, out: Path) -> None:
 
 
 def artdet_stages(dataset: Path, out: Path) -> None:
-    from artdet.prepare import prepare_dataset
+    from artdet.data.prepare import prepare_dataset
 
     prepare_dataset(dataset, out, max_side=1280, max_bytes=200_000)
 

@@ -64,8 +64,8 @@ def main() -> None:
     from PIL import Image
 
     import train_speed
-    from artdet.predict import Detector
-    from artdet.tflite import calibration_images, export_tflite
+    from artdet.deploy.runtime import Detector
+    from artdet.deploy.tflite import calibration_images, export_tflite
 
     train_speed.records()  # the cached TFRecords and resized images (built once)
     model = exported_model()

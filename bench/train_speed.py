@@ -31,7 +31,7 @@ def records() -> tuple[Path, int]:
     The split has no val side (``val_fraction=0``), so the training set is the
     800 images of the earlier measurements.
     """
-    from artdet.prepare import prepare_dataset
+    from artdet.data.prepare import prepare_dataset
 
     out = CACHE / "records-1000-320"
     if not (out / ".complete").exists():
@@ -45,7 +45,7 @@ def input_pipeline_rate(pipeline: Path, batches: int = 30) -> float:
     """Images/s of the training tf.data pipeline alone (decode, augment, anchor labels)."""
     from official.core import task_factory
 
-    from artdet.pipeline_config import load_params
+    from artdet.train.pipeline_config import load_params
 
     params, _ = load_params(pipeline)
     task = task_factory.get_task(params.task)
@@ -63,7 +63,7 @@ def train_rate(name: str, settings: dict, train: Path, classes: int, onednn: boo
     import subprocess
     import sys
 
-    from artdet.pipeline_config import write_pipeline
+    from artdet.train.pipeline_config import write_pipeline
 
     work = CACHE / "train_speed" / name
     shutil.rmtree(work, ignore_errors=True)

@@ -6,10 +6,10 @@ from snakemake.settings.types import DeploymentMethod
 
 import json
 
-from artdet.classes import discover_classes, scan_names
-from artdet.dataset import IMAGE_SUFFIXES, shard_name, shard_of
-from artdet.schedule import ScheduleError, length_unit
-from artdet.split import SIDES, PinsError, check_fractions, read_pins
+from artdet.data.classes import discover_classes, scan_names
+from artdet.data.dataset import IMAGE_SUFFIXES, shard_name, shard_of
+from artdet.train.schedule import ScheduleError, length_unit
+from artdet.data.split import SIDES, PinsError, check_fractions, read_pins
 
 # Rules run the package's command line (`python -m artdet ...`) with the interpreter on
 # PATH; this checkout's src/ goes on PYTHONPATH so that it imports in any environment
@@ -171,7 +171,7 @@ def all_cores():
 
 def pretrained_checkpoint(wildcards):
     """The fetched checkpoint a model starts from ([] for none or a local init_checkpoint)."""
-    from artdet.presets import preset
+    from artdet.train.presets import preset
 
     model = config["models"][wildcards.model]
     if model.get("init_checkpoint"):

@@ -1,7 +1,7 @@
 # Render the Model Garden experiment config, then train.
 
 
-# A pretrained checkpoint from the registry (src/artdet/checkpoints.py), downloaded once into
+# A pretrained checkpoint from the registry (src/artdet/train/checkpoints.py), downloaded once into
 # the cache and verified against checkpoints.lock.json; only when a model asks for one.
 rule fetch_checkpoint:
     output:
@@ -42,7 +42,8 @@ rule pipeline_config:
         "{params.pretrained} {params.stats} > {log} 2>&1"
 
 
-# Training validates on the val records (never the test records, kept for `evaluate`).
+# Progress lines go to the console as well as the log (`--log`), so a run of hours is
+# not silent. Training validates on the val records (never the test records, kept for `evaluate`).
 # It waits for the validation report, which fails a strict run with data warnings
 # (ancient: a report rewritten with the same records does not retrain).
 # Checkpoints and TensorBoard events live in results/{model}/train/, which is not
@@ -65,4 +66,4 @@ rule train:
     params:
         model_dir=lambda wildcards, output: str(Path(output[0]).parent),
     shell:
-        "python -m artdet train --pipeline {input.pipeline} --model-dir {params.model_dir} > {log} 2>&1"
+        "python -m artdet train --pipeline {input.pipeline} --model-dir {params.model_dir} --log {log}"

@@ -28,7 +28,7 @@ def venv_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 generated demo pictures with LabelImg XML (read-only for tests)."""
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
 
     out = tmp_path_factory.mktemp("demo") / "gallery"
     generate(out, count=40, seed=3)
@@ -66,13 +66,14 @@ def workflow_run(tmp_path_factory: pytest.TempPathFactory, venv_env: dict) -> Pa
     """A finished run of the real workflow on generated data (shared by the end-to-end tests)."""
     import yaml
 
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
     from workflow_helpers import snakemake
 
     workdir = tmp_path_factory.mktemp("workflow")
     generate(workdir / "photos", count=48, seed=5)
     (workdir / "config.yaml").write_text(yaml.safe_dump(LEARNING_CONFIG))
-    snakemake(workdir, venv_env)
+    result = snakemake(workdir, venv_env)
+    (workdir / "snakemake_console.txt").write_text(result.stdout + result.stderr)
     return workdir
 
 

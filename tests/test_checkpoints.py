@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artdet import checkpoints
-from artdet.checkpoints import CheckpointError, fetch
+from artdet.train import checkpoints
+from artdet.train.checkpoints import CheckpointError, fetch
 
 
 def _archive(tmp_path: Path) -> Path:
@@ -71,9 +71,9 @@ def test_fine_tuning_restores_the_checkpoint_weights(tmp_path: Path, demo_dir: P
     import tensorflow as tf
     from official.core import task_factory
 
-    from artdet.pipeline_config import load_params, write_pipeline
-    from artdet.prepare import prepare_dataset
-    from artdet.train import train
+    from artdet.data.prepare import prepare_dataset
+    from artdet.train.pipeline_config import load_params, write_pipeline
+    from artdet.train.trainer import train
 
     prepare_dataset(demo_dir, tmp_path / "data", max_side=128)
     model = {

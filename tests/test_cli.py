@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from artdet.cli import main
-from artdet.voc import Annotation, Box, write_voc
+from artdet.data.voc import Annotation, Box, write_voc
 
 
 def test_stages_chain_by_hand(demo_dir: Path, tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_unknown_command_exits_with_usage() -> None:
 
 
 def test_summary_lists_every_evaluated_form(tmp_path: Path) -> None:
-    from artdet.summary import summarize
+    from artdet.evaluate.summary import summarize
 
     (tmp_path / "config.yaml").write_text("dataset: photos\ntrain_models: [ssd]\n")
     results = tmp_path / "results"

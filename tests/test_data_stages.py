@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from artdet.classes import discover_classes
-from artdet.dataset import DatasetError, Sample, find_pairs, read_manifest
-from artdet.label_map import format_label_map, read_label_map, write_label_map
-from artdet.labels_csv import CSV_COLUMNS, merge_csv, write_labels
-from artdet.resize import resize_images
-from artdet.split import SIDES, PinsError, assign_splits, check_fractions, read_pins
-from artdet.validate import validate_dataset
-from artdet.voc import Annotation, Box, write_voc
+from artdet.data.classes import discover_classes
+from artdet.data.dataset import DatasetError, Sample, find_pairs, read_manifest
+from artdet.data.label_map import format_label_map, read_label_map, write_label_map
+from artdet.data.labels_csv import CSV_COLUMNS, merge_csv, write_labels
+from artdet.data.resize import resize_images
+from artdet.data.split import SIDES, PinsError, assign_splits, check_fractions, read_pins
+from artdet.data.validate import validate_dataset
+from artdet.data.voc import Annotation, Box, write_voc
 
 
 def resize_dataset(src: Path, out: Path, manifest: Path, **limits) -> list[Sample]:
@@ -204,7 +204,7 @@ def test_merge_csv_keeps_one_header(tmp_path: Path) -> None:
 
 
 def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
-    from artdet.tfrecord import read_examples, write_records
+    from artdet.data.tfrecord import read_examples, write_records
 
     images = tmp_path / "images"
     images.mkdir()
@@ -241,8 +241,8 @@ def test_tfrecord_holds_normalised_boxes_and_negatives(tmp_path: Path) -> None:
 
 def test_records_of_the_raccoon_dataset_keep_every_box(tmp_path: Path) -> None:
     """Real LabelImg data (images/ and annotations/ apart): every image and box reaches the records."""
-    from artdet.prepare import prepare_dataset
-    from artdet.tfrecord import read_examples
+    from artdet.data.prepare import prepare_dataset
+    from artdet.data.tfrecord import read_examples
     from conftest import SHARED
 
     source = SHARED / "datasets" / "raccoon"
@@ -294,8 +294,8 @@ def test_find_pairs_across_images_and_annotations_folders(tmp_path: Path) -> Non
 def test_records_written_without_tensorflow_read_back_exactly_with_it(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from artdet.example_proto import RecordWriter
-    from artdet.tfrecord import make_example
+    from artdet.data.example_proto import RecordWriter
+    from artdet.data.tfrecord import make_example
 
     boxes = [{"class": "a", "xmin": 1.5, "ymin": 2.0, "xmax": 30.25, "ymax": 40.0, "difficult": 1}]
     ours = [

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from artdet.demo_data import CLASSES, generate, render_scene
-from artdet.voc import read_voc
+from artdet.data.demo import CLASSES, generate, render_scene
+from artdet.data.voc import read_voc
 
 
 def test_same_seed_gives_same_bytes(tmp_path: Path) -> None:

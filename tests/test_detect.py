@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from artdet.cli import main
-from artdet.voc import read_voc
+from artdet.data.voc import read_voc
 
 
 def _iou(a, b) -> float:
@@ -105,7 +105,7 @@ def test_class_filter_and_glob(trained_model: Path, tmp_path: Path) -> None:
     [("missing.jpg", "no such file or folder"), ("notes.txt", "not an image"), ("empty", "no images found")],
 )
 def test_bad_sources_get_a_clear_error(tmp_path: Path, capsys, source: str, message: str) -> None:
-    from artdet.detect import SourceError, iter_frames
+    from artdet.deploy.detect import SourceError, iter_frames
 
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "empty").mkdir()
@@ -117,8 +117,8 @@ def test_bad_sources_get_a_clear_error(tmp_path: Path, capsys, source: str, mess
 @pytest.mark.parametrize("precision", ["float32", "int8"])
 def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path: Path, precision: str) -> None:
     """The TFLite file (int8: calibrated on the training records) finds what the SavedModel finds."""
-    from artdet.matching import found_share
-    from artdet.predict import Detector
+    from artdet.deploy.runtime import Detector
+    from artdet.evaluate.matching import found_share
 
     photos = trained_model.parent.parent.parent / "photos"
     tflite = tmp_path / "tflite" / "model.tflite"
@@ -154,7 +154,7 @@ def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path:
     # whose index equals the number of threads; a phone picks its own thread count).
     import tensorflow as tf
 
-    from artdet.tflite import preprocess
+    from artdet.deploy.tflite import preprocess
 
     answers = []
     for threads in (1, 2, 3):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from artdet.evaluate import coco_metrics
+from artdet.evaluate.metrics import coco_metrics
 
 CLASSES = {1: "portrait", 2: "landscape"}
 
@@ -74,7 +74,7 @@ def test_size_ranges_are_scored_apart() -> None:
 
 
 def test_confusion_matrix_on_a_hand_made_case() -> None:
-    from artdet.matching import confusion_matrix
+    from artdet.evaluate.matching import confusion_matrix
 
     truth = [
         [(1, (0, 0, 10, 10)), (2, (20, 20, 40, 40)), (1, (50, 50, 60, 60))],
@@ -102,7 +102,7 @@ def test_confusion_matrix_on_a_hand_made_case() -> None:
 
 
 def test_image_errors_and_found_share() -> None:
-    from artdet.matching import found_share, image_errors, iou_matrix
+    from artdet.evaluate.matching import found_share, image_errors, iou_matrix
 
     assert iou_matrix([(0, 0, 10, 10)], [(5, 0, 15, 10), (20, 20, 30, 30)]).round(3).tolist() == [[0.333, 0.0]]
     truth = [(1, (0, 0, 10, 10)), (2, (20, 20, 40, 40))]
@@ -123,7 +123,7 @@ def test_image_errors_and_found_share() -> None:
 
 
 def test_versus_reference_flags_a_loss_beyond_the_tolerance() -> None:
-    from artdet.evaluate import versus_reference
+    from artdet.evaluate.metrics import versus_reference
 
     classes = {1: "duchess", 2: "queen"}
     boxes = [(10 + 40 * i, 10, 40 + 40 * i, 40) for i in range(4)]
@@ -147,10 +147,10 @@ def test_versus_reference_flags_a_loss_beyond_the_tolerance() -> None:
 def test_evaluation_defaults_match_the_schema() -> None:
     import yaml
 
-    from artdet.evaluate import EXPORT_TOLERANCE, FOUND_MIN_SCORE
-    from conftest import ROOT
+    from artdet.defaults import SCHEMA_PATH
+    from artdet.evaluate.metrics import EXPORT_TOLERANCE, FOUND_MIN_SCORE
 
-    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     evaluation = schema["properties"]["evaluation"]
     assert evaluation["properties"]["export_tolerance"]["default"] == EXPORT_TOLERANCE
     assert evaluation["properties"]["found_min_score"]["default"] == FOUND_MIN_SCORE
@@ -160,7 +160,7 @@ def test_evaluation_defaults_match_the_schema() -> None:
 def test_comparison_table_and_plot(tmp_path) -> None:
     import json
 
-    from artdet.compare import compare
+    from artdet.evaluate.compare import compare
 
     paths = []
     for model, fmt, ap50, ms in (

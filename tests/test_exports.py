@@ -28,7 +28,7 @@ LOOKALIKE_CONFIG = {
 
 def _one_class_per_box(detections: list, iou: float = 0.5) -> list:
     """What a post-processing that keeps one class per box returns: the best class of each box."""
-    from artdet.matching import iou_matrix
+    from artdet.evaluate.matching import iou_matrix
 
     kept: list = []
     for det in sorted(detections, key=lambda d: -d[1]):
@@ -39,8 +39,9 @@ def _one_class_per_box(detections: list, iou: float = 0.5) -> list:
 
 @pytest.mark.slow
 def test_exports_keep_the_accuracy_and_a_lossy_one_is_flagged(tmp_path: Path, venv_env: dict) -> None:
-    from artdet.demo_data import VARIANTS, generate
-    from artdet.evaluate import load_test_images, versus_reference
+    from artdet.data.demo import VARIANTS, generate
+    from artdet.evaluate.inference import load_test_images
+    from artdet.evaluate.metrics import versus_reference
     from workflow_helpers import snakemake
 
     generate(tmp_path / "photos", count=96, seed=2, width=320, height=240, variant="lookalike")
@@ -83,8 +84,8 @@ def test_exports_keep_the_accuracy_and_a_lossy_one_is_flagged(tmp_path: Path, ve
     assert reduced["lossy"] and reduced["found"]["share"] < 0.9, reduced
 
     # A real export made lossy on purpose: int8 calibrated on blank images.
-    from artdet.evaluate import evaluate_model
-    from artdet.tflite import export_tflite
+    from artdet.deploy.tflite import export_tflite
+    from artdet.evaluate.evaluator import evaluate_model
 
     results = tmp_path / "results"
     lossy_file = export_tflite(

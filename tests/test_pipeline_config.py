@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from artdet.pipeline_config import dotted_to_nested, load_params, render, write_pipeline
+from artdet.train.pipeline_config import dotted_to_nested, load_params, render, write_pipeline
 
 
 def _model(**extra):
@@ -105,7 +105,7 @@ def test_pipeline_files_without_a_schedule_still_load(tmp_path: Path) -> None:
 
 
 def test_epochs_count_the_training_records(tmp_path: Path) -> None:
-    from artdet.example_proto import RecordWriter
+    from artdet.data.example_proto import RecordWriter
 
     records = []
     for i, count in enumerate((30, 27)):
@@ -143,7 +143,7 @@ def test_planned_learning_rate_is_the_rendered_schedule() -> None:
     from official.modeling.optimization import optimizer_factory
     from official.modeling.optimization.configs import optimization_config
 
-    from artdet.train import planned_learning_rate
+    from artdet.train.trainer import planned_learning_rate
 
     for total, warmup in ((600, 100), (37, 18), (50, 0)):
         cfg = render(_model(train_steps=total, warmup_steps=warmup), 1, ["t"], ["v"])
@@ -176,8 +176,8 @@ def test_validation_interval_is_a_multiple_of_the_train_loop(validate_every, int
     ],
 )
 def test_gpu_presets_match_the_published_architectures(preset, experiment, size, modules) -> None:
-    from artdet.checkpoints import REGISTRY
-    from artdet.presets import PRESETS
+    from artdet.train.checkpoints import REGISTRY
+    from artdet.train.presets import PRESETS
 
     spec = PRESETS[preset]
     assert spec["experiment"] == experiment and REGISTRY[spec["pretrained"]]["modules"] == modules
@@ -210,8 +210,8 @@ def test_local_init_checkpoint_wins_over_the_registry() -> None:
 def test_pipeline_config_validates_on_the_val_records_and_never_reads_test(demo_dir: Path, tmp_path: Path) -> None:
     """`artdet pipeline-config --val` renders validation_data from the val records; test stays for evaluate."""
     from artdet.cli import main
-    from artdet.example_proto import count_records
-    from artdet.prepare import prepare_dataset
+    from artdet.data.example_proto import count_records
+    from artdet.data.prepare import prepare_dataset
 
     data = tmp_path / "data"
     counts = prepare_dataset(demo_dir, data, max_side=128, shards=2)
@@ -242,10 +242,10 @@ def test_pipeline_config_validates_on_the_val_records_and_never_reads_test(demo_
 def test_augment_settings_reach_the_parser_and_match_the_schema() -> None:
     import yaml
 
-    from artdet.pipeline_config import AUGMENT_DEFAULTS, parser_fields
-    from conftest import ROOT
+    from artdet.defaults import SCHEMA_PATH
+    from artdet.train.pipeline_config import AUGMENT_DEFAULTS, parser_fields
 
-    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     augment = schema["properties"]["models"]["additionalProperties"]["properties"]["augment"]["properties"]
     assert {key: augment[key]["default"] for key in AUGMENT_DEFAULTS} == AUGMENT_DEFAULTS
     assert parser_fields(None) == {"aug_rand_hflip": True, "aug_scale_min": 0.8, "aug_scale_max": 1.2}
@@ -261,7 +261,7 @@ def test_augment_settings_reach_the_parser_and_match_the_schema() -> None:
 
 
 def test_anchors_are_fitted_only_to_boxes_the_defaults_do_not_cover() -> None:
-    from artdet.pipeline_config import fit_anchors
+    from artdet.train.pipeline_config import fit_anchors
 
     def stats(p5: float, p95: float, ratios: tuple[float, float, float] = (0.8, 1.0, 1.3)) -> dict:
         # 640x480 images; relative size = sqrt(box area / image area)

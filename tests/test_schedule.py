@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from artdet.example_proto import RecordWriter, count_records
-from artdet.schedule import (
+from artdet.data.example_proto import RecordWriter, count_records
+from artdet.defaults import SCHEMA_PATH
+from artdet.train.schedule import (
     BUDGET_RESERVE,
     DEFAULTS,
     Measured,
@@ -153,7 +154,7 @@ def test_a_budget_spent_by_the_probe_ends_with_the_probe() -> None:
 
 
 def test_schema_states_the_schedule_defaults() -> None:
-    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
     model = schema["properties"]["models"]["additionalProperties"]["properties"]
     assert {key: model[key]["default"] for key in DEFAULTS} == DEFAULTS
     assert model["patience"]["default"] is None

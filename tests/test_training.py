@@ -44,7 +44,7 @@ def _checkpoints(folder: Path) -> list[int]:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
 
     generate(tmp_path / "photos", count=16, seed=9)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(RESUME_CONFIG))
@@ -108,8 +108,8 @@ def test_validation_during_training_scores_the_val_split_and_keeps_the_best(
     import numpy as np
     import tensorflow as tf
 
-    from artdet.curves import read_scalars
-    from artdet.split import read_sides
+    from artdet.data.split import read_sides
+    from artdet.train.curves import read_scalars
     from conftest import LEARNING_CONFIG
 
     train_dir = workflow_run / "results" / "tiny" / "train"
@@ -209,10 +209,10 @@ def _params(validation_path: str):
 
 
 def test_empty_val_split_turns_validation_off_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
-    from artdet.train import validation_split
+    from artdet.train.trainer import validation_split
 
     header = {"validation": {"split": "val", "images": 0}}
-    with caplog.at_level("INFO", logger="artdet.train"):
+    with caplog.at_level("INFO", logger="artdet.train.trainer"):
         info = validation_split(_params(""), header, "p.yaml")
     assert info == {"split": "val", "images": 0, "enabled": False}
     assert "validation during training is off: the val split holds no image" in caplog.text
@@ -226,7 +226,7 @@ def test_empty_val_split_turns_validation_off_and_says_why(caplog: pytest.LogCap
 
 
 def test_best_export_without_validation_says_to_set_val_fraction(tmp_path: Path) -> None:
-    from artdet.export import final_checkpoint
+    from artdet.deploy.export import final_checkpoint
 
     summary = {"best": None, "validation": {"split": "val", "images": 0, "enabled": False}}
     (tmp_path / "train_summary.json").write_text(json.dumps(summary))

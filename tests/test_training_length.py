@@ -25,9 +25,9 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from artdet.demo_data import generate
-    from artdet.label_map import read_label_map
-    from artdet.prepare import prepare_dataset
+    from artdet.data.demo import generate
+    from artdet.data.label_map import read_label_map
+    from artdet.data.prepare import prepare_dataset
 
     root = tmp_path_factory.mktemp("length")
     generate(root / "photos", count=16, seed=9)
@@ -42,7 +42,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _train(data: dict, model: dict, name: str, env: dict) -> tuple[Path, str]:
-    from artdet.pipeline_config import write_pipeline
+    from artdet.train.pipeline_config import write_pipeline
 
     pipeline = data["root"] / f"{name}.yaml"
     write_pipeline(model, len(data["classes"]), data["train"], data["test"], pipeline, classes=data["classes"])
@@ -63,7 +63,7 @@ def test_time_budget_plans_a_schedule_that_finishes(data: dict, venv_env: dict) 
 
     How close the run ends to the budget depends on the machine: bench/, not a test.
     """
-    from artdet.curves import read_scalars
+    from artdet.train.curves import read_scalars
 
     model = {**TINY, "time_budget": "60s", "validations": 2}
     model_dir, log = _train(data, model, "budget", venv_env)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artdet.dataset import DatasetError, find_pairs, shard_of
-from artdet.prepare import prepare_dataset
-from artdet.split import SIDES
-from artdet.tfrecord import read_examples
-from artdet.validate import ORIENT_TRANSPOSE, Options, ValidationError, orient_box, validate_dataset
-from artdet.voc import Annotation, Box, write_voc
+from artdet.data.dataset import DatasetError, find_pairs, shard_of
+from artdet.data.prepare import prepare_dataset
+from artdet.data.split import SIDES
+from artdet.data.tfrecord import read_examples
+from artdet.data.validate import ORIENT_TRANSPOSE, Options, ValidationError, orient_box, validate_dataset
+from artdet.data.voc import Annotation, Box, write_voc
 
 RED = (230, 20, 20)
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from artdet.voc import Annotation, AnnotationError, Box, read_voc, write_voc
+from artdet.data.voc import Annotation, AnnotationError, Box, read_voc, write_voc
 
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:

@@ -20,10 +20,10 @@ from workflow_helpers import planned_jobs, snakemake
 
 @pytest.mark.slow
 def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
-    from artdet.curves import read_scalars
-    from artdet.label_map import read_label_map
-    from artdet.labels_csv import read_labels
-    from artdet.split import SIDES, read_split
+    from artdet.data.label_map import read_label_map
+    from artdet.data.labels_csv import read_labels
+    from artdet.data.split import SIDES, read_split
+    from artdet.train.curves import read_scalars
 
     results = workflow_run / "results"
     assert read_label_map(results / "data" / "label_map.pbtxt") == {
@@ -101,7 +101,7 @@ def test_workflow_builds_every_artifact(workflow_run: Path) -> None:
 def test_exported_model_runs_on_an_image(workflow_run: Path) -> None:
     import numpy as np
 
-    from artdet.predict import Detector
+    from artdet.deploy.runtime import Detector
 
     detector = Detector(workflow_run / "results" / "tiny" / "saved_model")
     image = np.zeros((90, 160, 3), np.uint8)
@@ -113,7 +113,7 @@ def test_exported_model_runs_on_an_image(workflow_run: Path) -> None:
 
 @pytest.mark.slow
 def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_path: Path) -> None:
-    from artdet.split import read_split
+    from artdet.data.split import read_split
 
     assert planned_jobs(workflow_run, venv_env) == {}
 
@@ -151,7 +151,7 @@ def test_rerun_plans_only_what_changed(workflow_run: Path, venv_env: dict, tmp_p
     del config["models"]["tiny"]["export_checkpoint"]
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     before = {row["filename"]: row["split"] for row in read_split(work / "results" / "data" / "split.csv")}
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
 
     generate(tmp_path / "more", count=1, seed=99)
     for suffix in (".jpg", ".xml"):
@@ -218,7 +218,7 @@ def test_missing_dataset_folder_is_named(tmp_path: Path, venv_env: dict) -> None
 
 
 def test_strict_run_stops_at_validation_naming_the_file(tmp_path: Path, venv_env: dict) -> None:
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
 
     generate(tmp_path / "photos", count=4, seed=1)
     xml = tmp_path / "photos" / "gallery_00001.xml"
@@ -238,6 +238,31 @@ def test_strict_run_stops_at_validation_naming_the_file(tmp_path: Path, venv_env
     snakemake(tmp_path, venv_env, "results/data/validation_report.json")
     report = json.loads((tmp_path / "results" / "data" / "validation_report.json").read_text())
     assert [row["file"] for row in report["issues"]["box_clipped"]] == ["gallery_00001.xml"]
+
+
+def test_a_failed_stage_shows_our_message_on_the_console(tmp_path: Path, venv_env: dict) -> None:
+    """The console, not only results/logs/, says which file is wrong and what to do (profiles/default)."""
+    from artdet.data.demo import generate
+
+    generate(tmp_path / "photos", count=4, seed=1)
+    (tmp_path / "photos" / "gallery_00002.jpg").unlink()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**LEARNING_CONFIG, "records": {"shards": 1}}))
+    result = snakemake(tmp_path, venv_env, "results/data/validation_report.json", check=False)
+    assert result.returncode != 0
+    console = result.stdout + result.stderr
+    assert "annotation without a matching image (add the image or delete the XML)" in console, console[-3000:]
+    assert "gallery_00002.xml" in console
+
+
+def test_training_progress_is_on_the_console(workflow_run: Path) -> None:
+    """Training's story reaches Snakemake's console live, with the model's name, and stays in the log."""
+    console = (workflow_run / "snakemake_console.txt").read_text()
+    progress = [line for line in console.splitlines() if line.startswith("tiny | progress | step ")]
+    assert progress, console[-3000:]
+    assert "tiny | progress | step 300/300" in console
+    assert any(line.startswith("tiny | validation (val split) | step ") for line in console.splitlines())
+    log = (workflow_run / "results" / "logs" / "tiny" / "train.log").read_text()
+    assert "progress | step 300/300" in log and "tiny | progress" not in log
 
 
 @pytest.mark.slow
@@ -288,7 +313,7 @@ def test_report_opens_in_chromium_and_shows_the_plots(workflow_run: Path, venv_e
 
 def test_training_reads_the_val_records_and_never_the_test_records(tmp_path: Path, venv_env: dict) -> None:
     """The planned jobs: the training config and training take val; only evaluation takes test."""
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
 
     generate(tmp_path / "photos", count=4, seed=1)
     config = {**LEARNING_CONFIG, "records": {"shards": 3, "unsharded": True}}
@@ -322,7 +347,7 @@ def test_training_reads_the_val_records_and_never_the_test_records(tmp_path: Pat
 
 
 def test_gpu_config_plans_the_checkpoint_fetch_and_a_gpu_for_training(tmp_path: Path, venv_env: dict) -> None:
-    from artdet.demo_data import generate
+    from artdet.data.demo import generate
 
     generate(tmp_path / "photos", count=4, seed=1)
     gpu_model = {"preset": "retinanet_resnet50", "train_steps": 1000, "batch_size": 8}

@@ -1,81 +1,8 @@
-"""All data stages in one in-process call, for scripts, notebooks and benchmarks.
+"""``artdet.prepare.prepare_dataset``, where scripts written for earlier versions import it from.
 
-The workflow runs the same functions as separate Snakemake jobs, one per stage
-and shard (so that only stale shards rerun); this helper chains them when a
-caller just wants the TFRecords of a folder. The layout of ``out`` is the
-workflow's ``results/data``.
+The function lives in :mod:`artdet.data.prepare`; ``from artdet import prepare_dataset`` is the short form.
 """
 
-from __future__ import annotations
+from artdet.data.prepare import prepare_dataset
 
-from pathlib import Path
-
-from artdet.classes import discover_classes, scan_names
-from artdet.data_report import build_report, write_report
-from artdet.dataset import shard_name
-from artdet.label_map import write_label_map
-from artdet.labels_csv import write_labels
-from artdet.resize import resize_images
-from artdet.split import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SIDES, assign_splits, write_split
-from artdet.tfrecord import concat_records, write_records
-from artdet.validate import Options, validate_dataset
-
-
-def dataset_classes(dataset: str | Path) -> list[str]:
-    """The classes found in every XML file under ``dataset`` (normalised, sorted)."""
-    xmls = sorted(p for p in Path(dataset).rglob("*.xml") if not p.name.startswith("."))
-    return discover_classes(scan_names(xmls))
-
-
-def prepare_dataset(
-    dataset: str | Path,
-    out: str | Path,
-    max_side: int = 1280,
-    max_bytes: int = 200_000,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
-    seed: int = 0,
-    classes: list[str] | None = None,
-    shards: int = 1,
-    options: Options | None = None,
-    pins: dict[str, str] | None = None,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-) -> dict[str, int]:
-    """Validate, resize, split and write CSVs, the label map, the report and the TFRecords under ``out``.
-
-    Besides the sharded records (``records/train-00000-of-00001.tfrecord``),
-    ``train.record``, ``val.record`` and ``test.record`` hold each split in
-    one file (``val.record`` is empty with ``val_fraction=0``). The fractions
-    default to config.yaml's. Returns the number of examples written per split.
-    """
-    out = Path(out)
-    options = options or Options()
-    classes = list(classes or options.classes or dataset_classes(dataset))
-    options.classes = classes
-    (out / "records").mkdir(parents=True, exist_ok=True)
-    write_label_map(classes, out / "label_map.pbtxt")
-    ids = {name: i for i, name in enumerate(classes, 1)}
-    counts = dict.fromkeys(SIDES, 0)
-    shard_dirs: list[Path] = []
-    records: dict[str, list[Path]] = {side: [] for side in SIDES}
-    for index in range(shards):
-        name = shard_name(index, shards)
-        shard_dir = out / "shards" / name
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        validation = validate_dataset(dataset, options, shard=index if shards > 1 else None, shards=shards)
-        validation.write(shard_dir / "validated.json")
-        samples = resize_images(
-            dataset, validation, shard_dir / "images", shard_dir / "manifest.json", max_side, max_bytes
-        )
-        sides = assign_splits(samples, test_fraction, seed, pins, val_fraction)
-        write_split(samples, sides, shard_dir / "split.csv", pins)
-        for split in SIDES:
-            write_labels(samples, sides, split, shard_dir / f"{split}_labels.csv")
-            record = out / "records" / f"{split}-{name}.tfrecord"
-            counts[split] += write_records(samples, sides, split, shard_dir / "images", ids, record)
-            records[split].append(record)
-        shard_dirs.append(shard_dir)
-    for split in SIDES:
-        concat_records(records[split], out / f"{split}.record")
-    report = build_report(shard_dirs, pins=pins, val_fraction=val_fraction)
-    write_report(report, out / "validation_report.json", out / "validation_report.md")
-    return counts
+__all__ = ["prepare_dataset"]

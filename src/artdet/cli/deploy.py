@@ -1,0 +1,134 @@
+"""Subcommands that export and use a trained model (rules/export.smk, and by hand): export, detect, serve."""
+
+from __future__ import annotations
+
+import argparse
+
+from artdet.cli.base import Command, log
+
+_CHECKPOINT_HELP = "final (after the last step) or best (highest validation AP50 during training)"
+
+
+def _checkpoint_option(p: argparse.ArgumentParser) -> None:
+    from artdet.deploy.export import CHECKPOINTS  # light: no TensorFlow at import
+
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="final", help=_CHECKPOINT_HELP)
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--label-map", required=True)
+    _checkpoint_option(p)
+    p.add_argument("out")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from artdet.deploy.export import export
+
+    export(args.pipeline, args.model_dir, args.label_map, args.out, args.checkpoint)
+
+
+def _export_tflite_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="output .tflite file (label map and artdet_model.json go beside it)")
+    p.add_argument("--pipeline", required=True, help="the model's pipeline.yaml")
+    p.add_argument("--model-dir", required=True, help="its training folder (checkpoints)")
+    p.add_argument("--label-map", required=True)
+    p.add_argument("--precision", choices=["float32", "float16", "int8"], default="float32")
+    p.add_argument("--calibration-records", nargs="+", help="training TFRecords (int8 calibration images)")
+    p.add_argument("--calibration-count", type=int, default=100, help="images used for int8 calibration")
+    _checkpoint_option(p)
+
+
+def _export_tflite(args: argparse.Namespace) -> None:
+    from artdet.deploy.tflite import calibration_images, export_tflite
+
+    calibration = None
+    if args.precision == "int8":
+        if not args.calibration_records:
+            raise ValueError("int8 needs --calibration-records (the training TFRecords)")
+        calibration = calibration_images(args.calibration_records, args.calibration_count)
+    path = export_tflite(
+        args.pipeline, args.model_dir, args.label_map, args.out, args.precision, calibration, args.checkpoint
+    )
+    log.info("wrote %s (%.1f MB, %s)", path, path.stat().st_size / 1e6, args.precision)
+
+
+def _detect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="exported SavedModel folder or .tflite file (label_map.pbtxt beside it)")
+    p.add_argument("source", help="image, folder (recursive), glob, video file, camera index (0) or stream URL")
+    p.add_argument("--out", default="detections", help="output folder (default: ./detections)")
+    p.add_argument("--min-score", type=float, default=0.3, help="score threshold (default 0.3)")
+    p.add_argument("--max-detections", type=int, default=100)
+    p.add_argument("--classes", nargs="*", help="keep only these classes")
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="detections file format")
+    p.add_argument("--batch-size", type=int, default=4, help="images of one size per model call")
+    p.add_argument("--show", action="store_true", help="show a live window (needs a display)")
+    p.add_argument("--no-save", action="store_true", help="write only the detections, no annotated media")
+
+
+def _detect(args: argparse.Namespace) -> None:
+    from artdet.deploy.detect import run
+
+    stats = run(
+        args.model,
+        args.source,
+        args.out,
+        min_score=args.min_score,
+        max_detections=args.max_detections,
+        classes=args.classes,
+        output_format=args.format,
+        batch_size=args.batch_size,
+        show=args.show,
+        save_media=not args.no_save,
+    )
+    print(stats.summary())
+    if stats.skipped:
+        print(f"skipped {len(stats.skipped)} unreadable files: " + ", ".join(stats.skipped[:10]))
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="+", help="exported model folders, optionally named: NAME=PATH")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-megapixels", type=float, default=40.0)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from artdet.deploy.serve import Limits, serve
+
+    limits = Limits(max_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6))
+    serve(args.models, args.host, args.port, limits)
+
+
+COMMANDS = [
+    Command(
+        "export",
+        "export a trained checkpoint as a SavedModel",
+        "artdet.deploy.export",
+        _export_arguments,
+        _export,
+    ),
+    Command(
+        "export-tflite",
+        "export a trained one-stage model to TFLite (float32/float16/int8)",
+        "artdet.deploy.tflite",
+        _export_tflite_arguments,
+        _export_tflite,
+    ),
+    Command(
+        "detect",
+        "run a model on images, a folder, a glob, a video, a camera or a stream",
+        "artdet.deploy.detect",
+        _detect_arguments,
+        _detect,
+    ),
+    Command(
+        "serve",
+        "HTTP API and web page for one or more models",
+        "artdet.deploy.serve",
+        _serve_arguments,
+        _serve,
+    ),
+]

@@ -1,0 +1,97 @@
+"""Subcommands of the evaluation stages (rules/evaluate.smk): score exported models, compare them."""
+
+from __future__ import annotations
+
+import argparse
+
+from artdet.cli.base import Command, config_option, log
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="exported SavedModel folder or .tflite file")
+    p.add_argument("test_records", nargs="+", help="TFRecord files of the test split")
+    p.add_argument("--out-dir", required=True, help="folder for metrics.json, CSVs and plots")
+    config_option(p, "--iou", "evaluation.iou_threshold", "IoU of a match (confusion matrix, errors)", type=float)
+    config_option(p, "--score", "evaluation.score_threshold", "score threshold (confusion matrix, errors)", type=float)
+    p.add_argument("--worst", type=int, default=8, help="how many of the worst images to draw")
+    p.add_argument("--reference", help="the SavedModel's detections.json: compare this export with it")
+    config_option(
+        p,
+        "--tolerance",
+        "evaluation.export_tolerance",
+        "AP or AP50 lost against the reference beyond this flags the export",
+        type=float,
+    )
+    config_option(
+        p,
+        "--found-min-score",
+        "evaluation.found_min_score",
+        "the reference's detections from this score on must be found again",
+        type=float,
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from artdet.evaluate.evaluator import evaluate_model
+
+    m = evaluate_model(
+        args.model,
+        args.test_records,
+        args.out_dir,
+        iou_threshold=args.iou,
+        score_threshold=args.score,
+        worst=args.worst,
+        reference=args.reference,
+        tolerance=args.tolerance,
+        found_min_score=args.found_min_score,
+    )
+    log.info(
+        "AP %.3f  AP50 %.3f  AP75 %.3f  latency %.1f ms (p90 %.1f)  %.1f MB",
+        m["AP"],
+        m["AP50"],
+        m["AP75"],
+        m["latency_ms"]["median"],
+        m["latency_ms"]["p90"],
+        m["size_mb"],
+    )
+    if "versus_reference" in m:
+        v = m["versus_reference"]
+        log.info(
+            "against the reference: %s; finds %s of its %s detections (score >= %s)",
+            "  ".join(f"{name} {d:+.3f}" for name, d in v["difference"].items()),
+            v["found"]["matched"],
+            v["found"]["reference_detections"],
+            v["found"]["min_score"],
+        )
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out_prefix", help="output path without suffix (writes .csv .json .md .png)")
+    p.add_argument("metrics", nargs="+", help="metrics.json files written by `artdet evaluate`")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from artdet.evaluate.compare import compare, warnings
+
+    rows = compare(args.metrics, args.out_prefix)
+    log.info("compared %d models into %s.{csv,json,md,png}", len(rows), args.out_prefix)
+    for line in warnings(rows):
+        log.warning(line)
+
+
+COMMANDS = [
+    Command(
+        "evaluate",
+        "full evaluation of an exported model on the test TFRecords",
+        "artdet.evaluate.evaluator",
+        _evaluate_arguments,
+        _evaluate,
+    ),
+    Command(
+        "compare",
+        "compare evaluated models: accuracy against latency and size",
+        "artdet.evaluate.compare",
+        _compare_arguments,
+        _compare,
+    ),
+]

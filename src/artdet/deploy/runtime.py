@@ -1,0 +1,137 @@
+"""Run an exported model (SavedModel folder or TFLite file) on images; boxes come back in image pixels."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from artdet.data.label_map import read_label_map
+
+
+@dataclass
+class Detection:
+    class_id: int
+    class_name: str
+    score: float
+    # Pixel corners in the input image: xmin, ymin, xmax, ymax.
+    box: tuple[float, float, float, float]
+
+
+class Detector:
+    """A loaded model with its label map: a SavedModel folder, or a ``.tflite`` file.
+
+    Both take uint8 RGB images of any size and return Model Garden's outputs;
+    the label map lies beside the model (inside the SavedModel folder, or in
+    the folder of the TFLite file).
+    """
+
+    def __init__(self, model: str | Path):
+        model = Path(model)
+        self.path = model.parent if model.suffix == ".tflite" else model
+        label_map = self.path / "label_map.pbtxt"
+        if model.suffix == ".tflite":
+            if not model.is_file():
+                raise FileNotFoundError(f"{model}: no such TFLite file")
+            self._run = None
+            self._tflite = self._load_tflite(model)
+            self.max_batch: int | None = 1
+        else:
+            if not (model / "saved_model.pb").exists():
+                raise FileNotFoundError(
+                    f"{model}: not an exported model (a SavedModel folder with saved_model.pb, or a .tflite file)"
+                )
+            self._run = self._load_saved_model(model)
+        if not label_map.exists():
+            raise FileNotFoundError(f"{label_map}: the label map must lie beside the model")
+        self.labels = read_label_map(label_map)
+
+    def _load_saved_model(self, folder: Path):
+        import tensorflow as tf
+
+        fn = tf.saved_model.load(str(folder)).signatures["serving_default"]
+        self.max_batch = fn.structured_input_signature[1]["inputs"].shape[0]  # None: any batch size
+
+        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            return {k: np.asarray(v) for k, v in fn(inputs=tf.convert_to_tensor(batch, tf.uint8)).items()}
+
+        return run
+
+    @staticmethod
+    def _load_tflite(path: Path):
+        """A function from one RGB image to Model Garden's outputs, boxes in the image's pixels."""
+        import json
+
+        import tensorflow as tf
+
+        from artdet.deploy.tflite import preprocess
+
+        info_path = path.parent / "artdet_model.json"
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        if "input_size" not in info:
+            raise FileNotFoundError(f"{info_path}: missing; export TFLite files with `artdet export-tflite`")
+        size = int(info["input_size"])
+        class_offset = int(info.get("class_offset", 0))
+        per_box = int(info.get("classes_per_detection", 1))
+        interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=os.cpu_count())
+        runner = interpreter.get_signature_runner("serving_default")
+        lock = threading.Lock()  # an interpreter is not safe to call from two threads at once
+
+        def run(image: np.ndarray) -> dict[str, np.ndarray]:
+            batch, scale = preprocess(image, size)
+            with lock:
+                out = {k: np.array(v) for k, v in runner(inputs=batch).items()}
+            # num_detections counts boxes; each box has `per_box` class entries, grouped by box.
+            count = min(int(out["num_detections"][0]) * per_box, out["detection_scores"].shape[1])
+            order = np.argsort(-out["detection_scores"][0, :count], kind="stable")
+            out["detection_boxes"] = out["detection_boxes"][:, order]
+            out["detection_scores"] = out["detection_scores"][:, order]
+            out["detection_classes"] = out["detection_classes"][:, order] + class_offset
+            out["num_detections"] = np.array([count])
+            # Boxes come in pixels of the padded square input; image_info's scale maps them back.
+            out["image_info"] = np.array([[[0, 0], [size, size], list(scale), [0, 0]]], np.float32)
+            return out
+
+        return run
+
+    def __call__(self, image: np.ndarray, min_score: float = 0.0) -> list[Detection]:
+        """Detect objects in an RGB uint8 image of shape [H, W, 3]."""
+        return self.detect_batch([image], min_score)[0]
+
+    def detect_batch(self, images: list[np.ndarray], min_score: float = 0.0) -> list[list[Detection]]:
+        """Detect objects in RGB uint8 images of one shape, in one model call when the model allows."""
+        if self.max_batch is not None and len(images) > self.max_batch:
+            return [
+                d
+                for i in range(0, len(images), self.max_batch)
+                for d in self.detect_batch(images[i : i + self.max_batch], min_score)
+            ]
+        out = self._tflite(images[0]) if self._run is None else self._run(np.stack(images))
+        counts = np.asarray(out["num_detections"]).astype(int)
+        all_boxes = np.asarray(out["detection_boxes"])
+        all_scores = np.asarray(out["detection_scores"])
+        all_classes = np.asarray(out["detection_classes"]).astype(int)
+        # image_info rows: original size, input size, scale (y, x), offset (y, x).
+        infos = np.asarray(out["image_info"])
+        results = []
+        for i, image in enumerate(images):
+            height, width = image.shape[:2]
+            scale = infos[i][2]
+            found = []
+            for (ymin, xmin, ymax, xmax), score, cls in zip(
+                all_boxes[i][: counts[i]], all_scores[i][: counts[i]], all_classes[i][: counts[i]], strict=True
+            ):
+                if score < min_score or cls < 1:  # id 0 is the background
+                    continue
+                box = (
+                    float(np.clip(xmin / scale[1], 0, width)),
+                    float(np.clip(ymin / scale[0], 0, height)),
+                    float(np.clip(xmax / scale[1], 0, width)),
+                    float(np.clip(ymax / scale[0], 0, height)),
+                )
+                found.append(Detection(int(cls), self.labels.get(int(cls), str(cls)), float(score), box))
+            results.append(found)
+        return results

@@ -1,0 +1,1 @@
+"""Evaluation of exported models: inference on the test records, COCO metrics, figures, comparison."""

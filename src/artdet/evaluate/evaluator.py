@@ -1,0 +1,128 @@
+"""``artdet evaluate``: score an exported model on the test TFRecords and write everything a user reads.
+
+Evaluating the exported model (the SavedModel or a TFLite file, not the
+training checkpoint) checks what users deploy. The steps live beside this
+module: :mod:`~artdet.evaluate.inference` runs and times the model,
+:mod:`~artdet.evaluate.metrics` scores it, :mod:`~artdet.evaluate.reports`
+draws and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from artdet.evaluate.metrics import EXPORT_TOLERANCE, FOUND_MIN_SCORE
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_model(
+    model: str | Path,
+    test_records: str | Path | list[str | Path],
+    out_dir: str | Path,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.5,
+    worst: int = 8,
+    reference: str | Path | None = None,
+    tolerance: float = EXPORT_TOLERANCE,
+    found_min_score: float = FOUND_MIN_SCORE,
+) -> dict:
+    """Evaluate an exported model (SavedModel folder or .tflite file) on the test TFRecords.
+
+    Writes into ``out_dir``: metrics.json (COCO AP/AR by pycocotools, AP50 and
+    AP per class, latency median/p90, model size, and, when ``reference`` (the
+    SavedModel's detections.json) is given, ``versus_reference``: see
+    :func:`~artdet.evaluate.metrics.versus_reference`), per_class.csv,
+    precision_recall.png/.csv, confusion_matrix.png/.csv, worst_images.jpg/.json
+    (the images with the most missed boxes, predictions and ground truth drawn),
+    sample_detections.jpg, detections.json and metrics.html.
+    """
+    from artdet.deploy.runtime import Detector
+    from artdet.evaluate import inference, reports
+    from artdet.evaluate import metrics as scoring
+    from artdet.evaluate.matching import confusion_matrix, image_errors
+
+    model, out_dir = Path(model), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(test_records, str | Path):
+        test_records = [test_records]
+    detector = Detector(model)
+    images = inference.load_test_images(test_records)
+    if not images:
+        raise ValueError(f"no test images in {', '.join(map(str, test_records))}")
+    found, latencies = inference.run_detector(detector, images)
+
+    labels = detector.labels
+    ground_truth = scoring.ground_truth_of(images)
+    metrics, precision = scoring.coco_metrics(ground_truth, scoring.predictions_of(found), labels)
+    names = [labels[k] for k in sorted(labels)]
+    truths = [im["boxes"] for im in images]
+    matrix = confusion_matrix(truths, found, len(names), iou_threshold, score_threshold)
+    errors = [image_errors(t, f, iou_threshold, score_threshold) for t, f in zip(truths, found, strict=True)]
+
+    reports.write_confusion_csv(matrix, names, out_dir / "confusion_matrix.csv")
+    reports.plot_confusion_matrix(matrix, names, out_dir / "confusion_matrix.png", iou_threshold, score_threshold)
+    reports.plot_precision_recall(precision, labels, out_dir / "precision_recall.png")
+    reports.write_precision_recall_csv(precision, names, out_dir / "precision_recall.csv")
+    reports.write_per_class_csv(scoring.per_class_counts(matrix, names, metrics), out_dir / "per_class.csv")
+
+    order = sorted(range(len(images)), key=lambda i: (-errors[i][0], -errors[i][1], images[i]["name"]))
+    order = [i for i in order if errors[i] != (0, 0)][:worst]
+    worst_rows = [
+        {
+            "image": images[i]["name"],
+            "missed": errors[i][0],
+            "false_detections": errors[i][1],
+            "ground_truth": len(images[i]["boxes"]),
+        }
+        for i in order
+    ]
+    (out_dir / "worst_images.json").write_text(json.dumps(worst_rows, indent=1) + "\n")
+
+    def tile(i: int, caption: str):
+        return reports.drawn_tile(images[i], found[i], labels, score_threshold, caption)
+
+    reports.contact_sheet(
+        [tile(i, f"{images[i]['name']}: {errors[i][0]} missed, {errors[i][1]} false") for i in order],
+        out_dir / "worst_images.jpg",
+    )
+    samples = sorted(range(len(images)), key=lambda i: images[i]["name"])[:8]
+    reports.contact_sheet([tile(i, images[i]["name"]) for i in samples], out_dir / "sample_detections.jpg")
+    reports.write_detections(images, found, out_dir / "detections.json")
+
+    metrics.update(
+        {
+            "model_path": str(model),
+            "format": "tflite" if model.suffix == ".tflite" else "saved_model",
+            "size_mb": round(inference.size_bytes(model) / 1e6, 2),
+            "latency_ms": inference.latency_summary(latencies),
+            "thresholds": {"iou": iou_threshold, "score": score_threshold},
+            "confusion_matrix": {"labels": ["background", *names], "counts": matrix.tolist()},
+            "missed_boxes": int(sum(e[0] for e in errors)),
+            "false_detections": int(sum(e[1] for e in errors)),
+        }
+    )
+    if reference is not None:
+        ref = {row["image"]: row["detections"] for row in json.loads(Path(reference).read_text())}
+        missing = [im["name"] for im in images if im["name"] not in ref]
+        if missing:
+            raise ValueError(f"{reference}: no detections for {missing[:5]}; evaluate both models on the same records")
+        comparison = scoring.versus_reference(
+            ground_truth,
+            found,
+            [[(c, s, tuple(b)) for c, s, b in ref[im["name"]]] for im in images],
+            labels,
+            tolerance,
+            found_min_score,
+        )
+        metrics["versus_reference"] = {"reference": str(reference), **comparison}
+        if comparison["warning"]:
+            log.warning("%s %s", model, comparison["warning"])
+    info_path = (model.parent if model.is_file() else model) / "artdet_model.json"
+    if info_path.exists():
+        metrics["model"] = json.loads(info_path.read_text())
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out_dir / "metrics.html").write_text(reports.metrics_html(metrics, out_dir / "per_class.csv"))
+    return metrics
