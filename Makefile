@@ -7,7 +7,7 @@ CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test test-fast lint dry-run browser bench clean
+.PHONY: venv demo test test-fast lint dry-run browser bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,21 @@ lint: venv
 BENCHES := data_prep dag train_speed inference serve accuracy
 bench: venv
 	cd bench && for name in $(BENCHES); do ../$(BIN)/python $$name.py || exit 1; done
+	cd bench && ../$(BIN)/python report.py
+
+# Optional: Ultralytics YOLOv8n trained and timed beside our recipe on the same data, budget and
+# machine (bench/peers.py). Ultralytics and PyTorch live in their own virtualenv, never in artdet's
+# (PyPI's torch brings CUDA libraries: several GB). BUDGET=12m by default.
+PEERS ?= .venv-peers
+BUDGET ?= 12m
+$(PEERS)/.installed:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet 'ultralytics==8.4.190'
+	touch $@
+
+bench-peers: venv $(PEERS)/.installed
+	cd bench && ../$(BIN)/python peers.py --peer-python ../$(PEERS)/bin/python --budget $(BUDGET)
 	cd bench && ../$(BIN)/python report.py
 
 # Debian's Chromium, for the web page test (tests/test_web.py); needs root or sudo.

@@ -83,7 +83,12 @@ def generated(variant: str, count: int = 360) -> Path:
 
 
 def run_workflow(
-    name: str, dataset: Path, models: dict, forms: dict[str, tuple[str, ...]], published_split: bool = False
+    name: str,
+    dataset: Path,
+    models: dict,
+    forms: dict[str, tuple[str, ...]],
+    published_split: bool = False,
+    extra_targets: tuple[str, ...] = (),
 ) -> dict:
     """A fresh workflow run in bench/.cache/accuracy/NAME; returns each model's metrics per form.
 
@@ -106,6 +111,7 @@ def run_workflow(
         config["split"] = {**config["split"], "pins": str(bccd_pins(work / "pins.csv"))}
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     targets = [f"results/{model}/evaluation/{form}/metrics.json" for model in models for form in forms[model]]
+    targets += extra_targets
     command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
     command += ["--configfile", str(work / "config.yaml"), "--cores", "all", "--resources", "gpu=1"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -15,7 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CACHE = ROOT / "bench" / ".cache"
+# Generated data, trained models and runs reused between benchmarks; ARTDET_BENCH_CACHE starts afresh elsewhere.
+CACHE = Path(os.environ.get("ARTDET_BENCH_CACHE", ROOT / "bench" / ".cache"))
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

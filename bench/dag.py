@@ -131,7 +131,10 @@ def main() -> None:
     save(
         "dag",
         ("no-op snakemake -n over 10,000 images", results[-1]["noop_dry_run_s"], "s"),
-        {"Planning and rebuilding the data stages (median of 3 for -n)": (headers, rows)},
+        {
+            "Planning and rebuilding the data stages (the -n columns: median of 3 runs; builds and reruns: "
+            "one run each)": (headers, rows)
+        },
         {"runs": results},
     )
 

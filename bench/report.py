@@ -6,7 +6,7 @@ import json
 
 from common import RESULTS, ROOT, table
 
-ORDER = ["accuracy", "data_prep", "dag", "train_speed", "inference", "serve"]
+ORDER = ["accuracy", "peers", "data_prep", "dag", "train_speed", "inference", "serve"]
 
 
 def previous_sections() -> dict[str, list[str]]:
@@ -42,8 +42,8 @@ def main() -> None:
         "Each table says whether its figures are medians or single runs; ratios compare with a baseline",
         "measured in the same run. These machines are shared and noisy.",
         "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
-        f"Python {machine['python']}, {machine['platform']}.",
+        f"Last machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+        f"Python {machine['python']}, {machine['platform']}; each section names its own.",
         "",
     ]
     for name in [n for n in ORDER if n in records or n in previous] + sorted(set(records) - set(ORDER)):
@@ -56,7 +56,7 @@ def main() -> None:
             f"## {name}",
             "",
             f"**{headline['label']}: {headline['value']:.2f} {headline['unit']}** "
-            f"(measured {record['machine']['date']})",
+            f"(measured {record['machine']['date']} on {record['machine']['cpu']}, {record['machine']['cores']} cores)",
             "",
         ]
         for title, content in record["tables"].items():
@@ -66,6 +66,7 @@ def main() -> None:
         "",
         "```bash",
         "make bench            # every benchmark, then this file",
+        "make bench-peers      # YOLOv8n (Ultralytics, own virtualenv) beside our recipe, same budget",
         "python bench/dag.py   # one of them",
         "```",
         "",

@@ -141,7 +141,8 @@ def main() -> None:
         "train_speed",
         ("ssd_mobilenet CPU training", ssd, "images/s"),
         {
-            "Training speed on this CPU (reference: YOLOv8n from scratch, 320, batch 8: about 8 images/s)": (
+            "Training speed on this CPU: one run per row, the median of its loops after the first "
+            "(YOLOv8n measured beside us: `make bench-peers`)": (
                 headers,
                 rows,
             )
