@@ -101,7 +101,7 @@ def decode_upload(data: bytes, limits: Limits) -> np.ndarray:
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
-        raise BadImage(413, f"image too large to decode safely ({exc}); resize it first") from None
+        raise BadImage(413, f"image too large to decode safely, a possible decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise BadImage(415, NOT_AN_IMAGE) from None
     except Exception as exc:  # a header the format's parser rejects
@@ -117,7 +117,7 @@ def decode_upload(data: bytes, limits: Limits) -> np.ndarray:
         image = ImageOps.exif_transpose(image)
         return np.asarray(image.convert("RGB"))
     except Image.DecompressionBombError as exc:
-        raise BadImage(413, f"image too large to decode safely ({exc}); resize it first") from None
+        raise BadImage(413, f"image too large to decode safely, a possible decompression bomb: {exc}") from None
     except Exception as exc:
         raise BadImage(400, f"the image could not be decoded (truncated or corrupt): {exc}") from None
 
