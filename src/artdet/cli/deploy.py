@@ -89,7 +89,7 @@ def _detect(args: argparse.Namespace) -> None:
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    from artdet.deploy.serve import Limits  # light: no TensorFlow at import
+    from artdet.deploy.limits import Limits  # light: no FastAPI or TensorFlow at import
 
     p.add_argument("models", nargs="+", help="exported model folders, optionally named: NAME=PATH")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to be reached from a phone (then set --api-key)")

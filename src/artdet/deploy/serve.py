@@ -26,7 +26,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,9 +40,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from artdet import __version__
+from artdet.deploy.limits import Limits
 from artdet.deploy.runtime import Detector
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ApiError", "BadImage", "Limits", "accepted_image", "create_app", "decode_upload", "serve"]
 
 # Pillow's names of the formats the server opens; everything else is a 415, so an upload
 # cannot reach the decoders of rarer formats (PSD, EPS, ICO, ...). Phones' JPEGs (MPO) open as JPEG.
@@ -53,22 +55,6 @@ NOT_AN_IMAGE = "not an image this server can read (send JPEG, PNG, BMP, GIF, Web
 BEARER = HTTPBearer(auto_error=False, description="the key given to `artdet serve --api-key`")
 # Multipart framing (boundaries, part headers) on top of the image itself.
 MULTIPART_OVERHEAD = 64 * 1024
-
-
-@dataclass
-class Limits:
-    """What one request may send, and how many requests may be at work or waiting.
-
-    ``max_concurrency`` requests decode and run the model at once (worker threads);
-    ``max_queue`` more wait for a turn with their upload read. The sum bounds the
-    memory that uploads can hold; a request beyond it is answered 503 at once.
-    """
-
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    max_side: int = 12_000
-    max_concurrency: int = 4
-    max_queue: int = 32
 
 
 class ApiError(Exception):
