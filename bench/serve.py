@@ -28,7 +28,7 @@ from common import CACHE, ROOT, median, percentile, save
 from inference import exported_model
 
 CLIENTS = (1, 4, 16)
-REQUESTS_PER_CLIENT = 12
+REQUESTS_PER_CLIENT = 16
 ROUNDS = 3
 
 

@@ -8,7 +8,7 @@ page at ``/`` for trying a model from a browser or a phone's camera.
 
 A server on a network meets uploads that are not what they claim and more
 clients than it has cores, so every bad upload ends in a documented 4xx with an
-``{"error": ...}`` body (:func:`accepted_image` is the one place that turns a
+``{"error": ...}`` body (:func:`process_image` is the one place that turns a
 request into pixels or a 4xx), the work (decoding, the model, drawing) runs in
 worker threads so the event loop keeps answering, and a bounded number of
 requests may be at work or waiting (:class:`Gate`); beyond that the answer is
@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
@@ -44,8 +44,9 @@ from artdet.deploy.limits import Limits
 from artdet.deploy.runtime import Detector
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-__all__ = ["ApiError", "BadImage", "Limits", "accepted_image", "create_app", "decode_upload", "serve"]
+__all__ = ["ApiError", "BadImage", "Limits", "create_app", "decode_upload", "process_image", "serve"]
 
 # Pillow's names of the formats the server opens; everything else is a 415, so an upload
 # cannot reach the decoders of rarer formats (PSD, EPS, ICO, ...). Phones' JPEGs (MPO) open as JPEG.
@@ -75,7 +76,7 @@ def decode_upload(data: bytes, limits: Limits) -> np.ndarray:
 
     The size in pixels is read from the header and checked before anything is decoded,
     so a small file that claims a huge image costs nothing. Decoding runs in a worker
-    thread (see :func:`accepted_image`), so any failure of a decoder on a crafted file is a
+    thread (see :func:`process_image`), so any failure of a decoder on a crafted file is a
     400 here, not an error of the server.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -189,18 +190,18 @@ class Gate:
             self.admitted -= 1
 
 
-@contextlib.asynccontextmanager
-async def accepted_image(request: Request, limits: Limits, gate: Gate) -> AsyncIterator[np.ndarray]:
-    """A request turned into RGB pixels while holding a working slot, or a 4xx/503: what every image endpoint shares.
+async def process_image(request: Request, limits: Limits, gate: Gate, work: Callable[[np.ndarray], T]) -> T:
+    """``work(pixels)`` on the request's image, or a 4xx/503: what every image endpoint shares.
 
     The upload is read while the request waits in the queue (a slow client holds no
-    worker), then decoded in a worker thread once a slot is free; the slot is held
-    until the caller's ``async with`` block (the model, drawing) ends.
+    worker); once a working slot is free, decoding (:func:`decode_upload`, which turns a
+    bad upload into :class:`BadImage`) and ``work`` (the model, drawing) run together in one
+    worker thread, so the event loop keeps answering and each request costs one thread hop.
     """
     async with gate.admit() as slot:
         data = await read_upload(request, limits)
         async with slot():
-            yield await run_in_threadpool(decode_upload, data, limits)
+            return await run_in_threadpool(lambda: work(decode_upload(data, limits)))
 
 
 # The shapes of the answers, for the OpenAPI schema (and so for schema-driven clients).
@@ -438,14 +439,14 @@ def create_app(
 
     def _detect(
         detector: Detector, pixels: np.ndarray, min_score: float, max_detections: int, annotate: bool
-    ) -> tuple[list, str | None]:
-        """The model and the drawing, in a worker thread."""
+    ) -> tuple[np.ndarray, list, str | None]:
+        """The model and the drawing (in the worker thread that decoded ``pixels``)."""
         detections = detector(pixels, min_score)[:max_detections]
         if not annotate:
-            return detections, None
+            return pixels, detections, None
         buffer = io.BytesIO()
         Image.fromarray(draw_detections(pixels, detections)).save(buffer, format="JPEG", quality=85)
-        return detections, "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+        return pixels, detections, "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
     @app.post(
         "/v1/detect",
@@ -469,10 +470,9 @@ def create_app(
     ) -> dict:
         name, detector = _pick(model)
         start = time.perf_counter()
-        async with accepted_image(request, limits, gate) as pixels:
-            detections, annotated = await run_in_threadpool(
-                _detect, detector, pixels, min_score, max_detections, annotate
-            )
+        pixels, detections, annotated = await process_image(
+            request, limits, gate, lambda image: _detect(detector, image, min_score, max_detections, annotate)
+        )
         body = {
             "model": name,
             "width": int(pixels.shape[1]),
