@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import io
+import json
 import os
 import socket
 import subprocess
@@ -175,9 +176,11 @@ def main() -> None:
                 ]
             )
     headers = ["clients", "server", "requests", "requests/s", "x baseline", "p50 ms", "p95 ms", "5xx"]
+    info = json.loads((model / "artdet_model.json").read_text()) if (model / "artdet_model.json").exists() else {}
+    size = "x".join(str(v) for v in info.get("input_size", ["?"]))
     title = (
-        f"artdet serve on loopback, 320x240 JPEGs as raw bodies, model {model.parent.name}/{model.name}; "
-        f"medians of {ROUNDS} rounds, servers alternating"
+        f"artdet serve on loopback, 320x240 JPEGs as raw bodies, {info.get('experiment', 'model')} SavedModel "
+        f"{size} ({model.parent.name}); medians of {ROUNDS} rounds, servers alternating"
     )
     save(
         "serve",
