@@ -259,7 +259,9 @@ def test_load_16_clients_no_server_error(server: str, trained_model: Path) -> No
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(server: str, guarded_server: tuple[str, Path]):
+def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
+    server: str, guarded_server: tuple[str, Path], tmp_path: Path
+) -> None:
     """Schemathesis generates requests from the live OpenAPI schema (bounded examples, fixed seed)."""
     checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
     runs = [(server, []), (guarded_server[0], ["-H", f"Authorization: Bearer {API_KEY}"])]
@@ -287,6 +289,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(server: str, 
             capture_output=True,
             text=True,
             timeout=300,
+            cwd=tmp_path,  # schemathesis keeps a cache folder in its working directory
         )
         summary = result.stdout[-3000:]
         print(summary)
