@@ -89,28 +89,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(trained_model: Path, venv_env: dict, tmp_path_factory: pytest.TempPathFactory):
-    """`artdet serve` on a free loopback port, serving the trained model as 'paintings'."""
+def start_server(model: Path, args: list[str], env: dict, log_path: Path) -> tuple[str, subprocess.Popen]:
+    """`artdet serve` on a free loopback port, serving ``model`` as 'paintings', once /health answers."""
     import httpx
 
     port = _free_port()
-    log = open(tmp_path_factory.mktemp("server") / "serve.log", "w+")  # noqa: SIM115 (closed below)
+    log = open(log_path, "w+")  # noqa: SIM115 (the process writes to it until the fixture ends)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "artdet",
-            "serve",
-            f"paintings={trained_model}",
-            "--port",
-            str(port),
-            "--max-upload-mb",
-            "8",
-            "--max-megapixels",
-            "40",
-        ],
-        env=venv_env,
+        [sys.executable, "-m", "artdet", "serve", f"paintings={model}", "--port", str(port), *args],
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -120,16 +107,40 @@ def server(trained_model: Path, venv_env: dict, tmp_path_factory: pytest.TempPat
     while time.time() < deadline:
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
+                return url, process
         except httpx.TransportError:
             if process.poll() is not None:
-                log.seek(0)
-                raise AssertionError(log.read()) from None
+                raise AssertionError(log_path.read_text()) from None
             time.sleep(0.5)
-    else:
-        process.kill()
-        raise AssertionError("server did not start in 120 s")
-    yield url
+    process.kill()
+    raise AssertionError("server did not start in 120 s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=30)
-    log.close()
+
+
+@pytest.fixture(scope="session")
+def server(trained_model: Path, venv_env: dict, tmp_path_factory: pytest.TempPathFactory):
+    """`artdet serve` on a free loopback port, serving the trained model as 'paintings' (default limits, no key)."""
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    url, process = start_server(trained_model, ["--max-upload-mb", "8", "--max-megapixels", "40"], venv_env, log)
+    yield url
+    stop_server(process)
+
+
+API_KEY = "test-key-0123"
+
+
+@pytest.fixture(scope="session")
+def guarded_server(trained_model: Path, venv_env: dict, tmp_path_factory: pytest.TempPathFactory):
+    """A server as on a network: API key from ARTDET_API_KEY, one CORS origin, one request at work, one waiting.
+
+    Yields (url, path of its log).
+    """
+    log = tmp_path_factory.mktemp("guarded") / "serve.log"
+    args = ["--max-concurrency", "1", "--max-queue", "1", "--cors-origin", "http://gallery.example"]
+    url, process = start_server(trained_model, args, {**venv_env, "ARTDET_API_KEY": API_KEY}, log)
+    yield url, log
+    stop_server(process)

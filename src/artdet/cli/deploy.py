@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from artdet.cli.base import Command, log
 
@@ -88,18 +89,49 @@ def _detect(args: argparse.Namespace) -> None:
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    from artdet.deploy.limits import Limits  # light: no FastAPI or TensorFlow at import
+
     p.add_argument("models", nargs="+", help="exported model folders, optionally named: NAME=PATH")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to be reached from a phone (then set --api-key)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=20.0)
     p.add_argument("--max-megapixels", type=float, default=40.0)
+    p.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=Limits.max_concurrency,
+        help=f"requests decoded and run at once (default {Limits.max_concurrency})",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=Limits.max_queue,
+        help=f"requests waiting for a turn; beyond them 503 with Retry-After (default {Limits.max_queue})",
+    )
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("ARTDET_API_KEY"),
+        help="require 'Authorization: Bearer KEY' on /v1/* (default: $ARTDET_API_KEY; none: open)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin allowed to call the API from a browser, e.g. https://gallery.example (repeatable)",
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
     from artdet.deploy.serve import Limits, serve
 
-    limits = Limits(max_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6))
-    serve(args.models, args.host, args.port, limits)
+    limits = Limits(
+        max_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+    )
+    serve(args.models, args.host, args.port, limits, args.api_key or None, args.cors_origin)
 
 
 COMMANDS = [
