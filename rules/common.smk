@@ -77,16 +77,24 @@ def shard_files(wildcards):
 
 
 def label_map_classes():
-    """config.yaml's classes, or those found in the XML files (cached, so a no-op run stays fast)."""
+    """config.yaml's classes, or those found in the XML files (cached, so a no-op run stays fast).
+
+    Called from input and params functions only, so that a run that builds no detector stage
+    (`snakemake classify`) never needs the detector's dataset folder.
+    """
     if config.get("classes"):
         return list(config["classes"])
-    xmls = [
-        f
-        for files in _dataset_index().values()
-        for f in files
-        if f.lower().endswith(".xml")
-    ]
-    return discover_classes(scan_names(xmls, Path(".snakemake/artdet/xml_names.json")))
+    if "found" not in label_map_classes.__dict__:
+        xmls = [
+            f
+            for files in _dataset_index().values()
+            for f in files
+            if f.lower().endswith(".xml")
+        ]
+        label_map_classes.found = discover_classes(
+            scan_names(xmls, Path(".snakemake/artdet/xml_names.json"))
+        )
+    return label_map_classes.found
 
 
 def _pins():
