@@ -53,7 +53,7 @@ def paint_artwork(seed: int, work: int, width: int = 240, height: int = 300) -> 
     works share no shape, so telling them apart is possible, as it is for real paintings.
     """
     rng = np.random.default_rng([seed, 7919, work])
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    ys = np.mgrid[0:height, 0:width][0].astype(np.float32)
     top, bottom = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     t = (ys / height)[..., None]
     base = top * (1 - t) + bottom * t
@@ -99,11 +99,13 @@ def photograph(painting: Image.Image, rng: np.random.Generator, width: int = 400
     wall += rng.normal(0, 4, (height, width, 1)).astype(np.float32)
     framed = _framed(rng, painting)
     fh, fw = framed.shape[:2]
-    # Distance: the painting fills 45-95 % of the frame's height.
-    scale = rng.uniform(0.45, 0.95) * height / fh
+    # Distance: the painting fills 55-95 % of the frame's height.
+    scale = rng.uniform(0.55, 0.95) * height / fh
     w, h = fw * scale, fh * scale
     cx, cy = width / 2 + rng.uniform(-0.15, 0.15) * width, height / 2 + rng.uniform(-0.1, 0.1) * height
-    corners = np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2], [cx - w / 2, cy + h / 2]])
+    corners = np.array(
+        [[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2], [cx - w / 2, cy + h / 2]]
+    )
     # Angle: seen from one side (the far edge shrinks), a little rotated, each corner jittered.
     side = rng.uniform(-0.22, 0.22) * h
     corners[[1, 2] if side > 0 else [0, 3], 1] += np.array([1, -1]) * abs(side) / 2

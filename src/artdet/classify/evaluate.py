@@ -72,7 +72,9 @@ def _confusion_png(truth: list[str], predicted: list[str], classes: list[str], o
     ax.set_yticks(range(len(classes)), classes, fontsize=7)
     for (i, j), v in np.ndenumerate(matrix):
         if v:
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=6, color="white" if v > matrix.max() / 2 else "black")
+            ax.text(
+                j, i, str(v), ha="center", va="center", fontsize=6, color="white" if v > matrix.max() / 2 else "black"
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (test side)")

@@ -80,7 +80,9 @@ def extract(rgb: np.ndarray, settings: FeatureSettings) -> Features:
     return Features(points, descriptors, colour_statistics(rgb))
 
 
-def write_shard(scan: ShardScan, root: str | Path, settings: FeatureSettings, out: str | Path, report: str | Path) -> None:
+def write_shard(
+    scan: ShardScan, root: str | Path, settings: FeatureSettings, out: str | Path, report: str | Path
+) -> None:
     """Features of every item of a shard into ``out`` (.npz); items, drops and timing into ``report`` (.json)."""
     root = Path(root)
     points, descriptors, colours, offsets = [], [], [], [0]

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from artdet.classify.features import FeatureSet, Features, FeatureSettings, extract
+from artdet.classify.features import Features, FeatureSet, FeatureSettings, extract
 from artdet.defaults import default
 
 FORMAT = "artdet-classifier"
@@ -125,6 +125,28 @@ class Prediction:
         return asdict(self)
 
 
+# Lowe's ratio test and the RANSAC reprojection error (pixels of the picture after resizing).
+RATIO = 0.75
+RANSAC_PIXELS = 4.0
+# Classes (best SVM scores first) whose references the geometric check tries.
+VERIFY_CANDIDATES = 5
+
+
+def _plausible(homography: np.ndarray, src: np.ndarray, dst: np.ndarray) -> bool:
+    """Whether a homography could be a camera's view of a flat picture, not chance matches.
+
+    Chance matches between different paintings fit degenerate maps: a mirror image (negative
+    determinant), a collapse to a line or a blow-up (tiny or huge area ratio), or all inliers
+    bunched in one small patch.
+    """
+    if len(src) < 4:
+        return False
+    det = float(np.linalg.det(homography[:2, :2]))
+    if not 0.1 < det < 10:
+        return False
+    return min(float(src.std(0).min()), float(dst.std(0).min())) >= 8.0
+
+
 def _softmax(values: np.ndarray) -> np.ndarray:
     e = np.exp(values - values.max())
     return e / e.sum()
@@ -175,13 +197,13 @@ class Classifier:
             if len(descriptors) < 4:
                 continue
             pairs = self._matcher.knnMatch(query, root_sift(descriptors), k=2)
-            good = [m for m, *rest in pairs if rest and m.distance < 0.8 * rest[0].distance]
+            good = [m for m, *rest in pairs if rest and m.distance < RATIO * rest[0].distance]
             if len(good) < 4:
                 continue
-            src = picture.points[[m.queryIdx for m in good]].reshape(-1, 1, 2).astype(np.float32)
-            dst = points[[m.trainIdx for m in good]].reshape(-1, 1, 2).astype(np.float32)
-            _, mask = cv2.findHomography(src, dst, cv2.RANSAC, 6.0)
-            if mask is not None:
+            src = picture.points[[m.queryIdx for m in good]].reshape(-1, 2).astype(np.float32)
+            dst = points[[m.trainIdx for m in good]].reshape(-1, 2).astype(np.float32)
+            homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS)
+            if homography is not None and _plausible(homography, src[mask.ravel() > 0], dst[mask.ravel() > 0]):
                 best = max(best, int(mask.sum()))
         return best
 
@@ -192,8 +214,8 @@ class Classifier:
         top = [{"class": self.classes[i], "score": round(float(scores[i]), 4)} for i in order]
         label, score = top[0]["class"], top[0]["score"]
         if self.settings["verify"]:
-            # The check looks at the best three classes whatever top_k is, and answers the best verified one.
-            checked = order if len(order) >= 3 else np.argsort(-scores)[:3]
+            # The check looks at the best few classes whatever top_k is, and answers the best verified one.
+            checked = np.argsort(-scores)[:VERIFY_CANDIDATES]
             verified = []
             for i in checked:
                 count = self.inliers(picture, self.classes[i])
@@ -218,9 +240,7 @@ class Classifier:
         return prediction
 
 
-def export(
-    features: FeatureSet, vocabulary: np.ndarray, trained: dict, settings: dict, out: str | Path
-) -> dict:
+def export(features: FeatureSet, vocabulary: np.ndarray, trained: dict, settings: dict, out: str | Path) -> dict:
     """Write one joblib file with everything prediction needs; return the bundle."""
     import joblib
 

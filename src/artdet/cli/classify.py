@@ -95,6 +95,12 @@ def _train(args: argparse.Namespace) -> None:
     print(f"linear SVM on {len(train)} training pictures of {len(set(train.labels.tolist()))} classes")
 
 
+def _true_false(value: str) -> bool:
+    if value.lower() not in {"true", "false"}:
+        raise argparse.ArgumentTypeError(f"expected true or false, not {value!r}")
+    return value.lower() == "true"
+
+
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="output model.joblib (classes, feature settings, vocabulary, SVM, references)")
     p.add_argument("--trained", required=True, help="the .joblib written by classify-train")
@@ -102,7 +108,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     _feature_options(p)
     config_option(p, "--top-k", "classify.top_k", type=int)
     config_option(p, "--unknown-threshold", "classify.unknown_threshold", type=float)
-    p.add_argument("--verify", default="true", choices=["true", "false"], help="geometric check (config classify.verify)")
+    config_option(p, "--verify", "classify.verify", type=_true_false, help="geometric check: true or false")
     config_option(p, "--min-inliers", "classify.min_inliers", type=int)
     config_option(p, "--references", "classify.references", type=int)
 
@@ -123,7 +129,7 @@ def _export(args: argparse.Namespace) -> None:
             "colour_weight": trained["colour_weight"],
             "top_k": args.top_k,
             "unknown_threshold": args.unknown_threshold,
-            "verify": args.verify == "true",
+            "verify": args.verify,
             "min_inliers": args.min_inliers,
             "references": args.references,
         }
@@ -139,7 +145,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="the dataset folder the shard reports' paths are relative to")
     p.add_argument("--features", nargs="+", required=True, help="the shards' .npz feature files")
     p.add_argument("--reports", nargs="+", required=True, help="the shards' .json reports")
-    p.add_argument("--unseen", help="folder of photos of works not in the collection (rejection test)")
+    config_option(p, "--unseen", "classify.unseen", help="folder of photos of works not in the collection")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
