@@ -129,7 +129,7 @@ class Prediction:
 RATIO = 0.75
 RANSAC_PIXELS = 4.0
 # Classes (best SVM scores first) whose references the geometric check tries.
-VERIFY_CANDIDATES = 5
+VERIFY_CANDIDATES = 3
 
 
 def _plausible(homography: np.ndarray, src: np.ndarray, dst: np.ndarray) -> bool:
