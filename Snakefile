@@ -26,6 +26,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
+include: "rules/classify.smk"
 
 
 # `snakemake data`: only the data stages (TFRecords, report, statistics, tables).
@@ -47,10 +48,17 @@ rule data:
         ),
 
 
+# `snakemake classify --config classify_dataset=PATH`: the artwork classifier alone.
+rule classify:
+    input:
+        classify_targets(),
+
+
 rule all:
     default_target: True
     input:
         rules.data.input,
+        classify_targets() if config.get("classify_dataset") else [],
         all_metrics(),
         "results/comparison.csv",
         expand("results/{model}/training_loss.png", model=config["train_models"]),

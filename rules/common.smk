@@ -77,16 +77,24 @@ def shard_files(wildcards):
 
 
 def label_map_classes():
-    """config.yaml's classes, or those found in the XML files (cached, so a no-op run stays fast)."""
+    """config.yaml's classes, or those found in the XML files (cached, so a no-op run stays fast).
+
+    Called from input and params functions only, so that a run that builds no detector stage
+    (`snakemake classify`) never needs the detector's dataset folder.
+    """
     if config.get("classes"):
         return list(config["classes"])
-    xmls = [
-        f
-        for files in _dataset_index().values()
-        for f in files
-        if f.lower().endswith(".xml")
-    ]
-    return discover_classes(scan_names(xmls, Path(".snakemake/artdet/xml_names.json")))
+    if "found" not in label_map_classes.__dict__:
+        xmls = [
+            f
+            for files in _dataset_index().values()
+            for f in files
+            if f.lower().endswith(".xml")
+        ]
+        label_map_classes.found = discover_classes(
+            scan_names(xmls, Path(".snakemake/artdet/xml_names.json"))
+        )
+    return label_map_classes.found
 
 
 def _pins():
@@ -207,3 +215,55 @@ def model_config(wildcards):
 def export_checkpoint(wildcards):
     """Which training checkpoint export uses: final (default) or best."""
     return config["models"][wildcards.model].get("export_checkpoint", "final")
+
+
+# The artwork classifier branch (rules/classify.smk).
+CLASSIFY = "results/classify"
+CLASSIFY_SHARDS = config["classify"]["shards"]
+CLASSIFY_SHARD_NAMES = [shard_name(i, CLASSIFY_SHARDS) for i in range(CLASSIFY_SHARDS)]
+
+
+def _classify_index():
+    """The classify dataset's image and XML files by shard (computed once, only when a rule needs them)."""
+    if "index" not in _classify_index.__dict__:
+        folder = config.get("classify_dataset")
+        if not folder or not Path(folder).is_dir():
+            raise WorkflowError(
+                f"classify_dataset folder {folder} does not exist: set 'classify_dataset:' in config.yaml, pass "
+                "--config classify_dataset=PATH, or generate the demo with `artdet demo-data --classify PATH`"
+            )
+        wanted = IMAGE_SUFFIXES | {".xml"}
+        index = {name: [] for name in CLASSIFY_SHARD_NAMES}
+        for path in sorted(Path(folder).rglob("*")):
+            if (
+                path.is_file()
+                and path.suffix.lower() in wanted
+                and not path.name.startswith(".")
+            ):
+                index[
+                    CLASSIFY_SHARD_NAMES[shard_of(path.stem, CLASSIFY_SHARDS)]
+                ].append(str(path))
+        _classify_index.index = index
+    return _classify_index.index
+
+
+def classify_shard_files(wildcards):
+    return _classify_index()[wildcards.shard]
+
+
+def classify_outputs(pattern):
+    return expand(pattern, shard=CLASSIFY_SHARD_NAMES)
+
+
+def classify_targets():
+    """What `snakemake classify` builds."""
+    return [
+        f"{CLASSIFY}/model.joblib",
+        f"{CLASSIFY}/evaluation/metrics.json",
+        f"{CLASSIFY}/data_report.json",
+    ]
+
+
+CLASSIFY_FEATURES = classify_outputs(f"{CLASSIFY}/features/{{shard}}.npz")
+CLASSIFY_REPORTS = classify_outputs(f"{CLASSIFY}/features/{{shard}}.json")
+CFG = config["classify"]

@@ -23,7 +23,7 @@ rule validate:
         dataset=lambda wildcards: str(DATASET),
         index=lambda wildcards: int(wildcards.shard[:5]),
         shards=SHARDS,
-        classes=label_map_classes(),
+        classes=lambda wildcards: label_map_classes(),
         unknown=config["unknown_classes"],
         negatives=config["negatives"],
         exif=config["exif_boxes"],
@@ -97,7 +97,7 @@ rule label_map:
     conda:
         "../envs/artdet.yaml"
     params:
-        classes=label_map_classes(),
+        classes=lambda wildcards: label_map_classes(),
     shell:
         "python -m artdet label-map {output} --classes {params.classes:q} > {log} 2>&1"
 

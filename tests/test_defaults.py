@@ -76,6 +76,8 @@ def test_options_that_mirror_config_keys_default_to_the_schema(command: str, fla
 NOT_MIRRORED = {
     ("validate", "--shards"): "the number of shards --shard counts in; 1 is the whole folder",
     ("train", "--seed"): "the training seed; config.yaml has no such key",
+    ("classify-features", "--shards"): "the number of shards --shard counts in; 1 is the whole folder",
+    ("demo-data", "--classify"): "writes the classifier's demo instead; not the classify: section",
 }
 
 

@@ -15,11 +15,17 @@ import sys
 import yaml
 
 import artdet
-from artdet.cli import data, deploy, evaluate, train
+from artdet.cli import classify, data, deploy, evaluate, train
 from artdet.cli.base import Command
 
 # Every subcommand, in the order of the workflow.
-COMMANDS: list[Command] = [*data.COMMANDS, *train.COMMANDS, *deploy.COMMANDS, *evaluate.COMMANDS]
+COMMANDS: list[Command] = [
+    *data.COMMANDS,
+    *train.COMMANDS,
+    *deploy.COMMANDS,
+    *evaluate.COMMANDS,
+    *classify.COMMANDS,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

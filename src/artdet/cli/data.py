@@ -21,12 +21,25 @@ def _demo_data_arguments(p: argparse.ArgumentParser) -> None:
         default="gallery",
         help="gallery (default): four distinct styles; lookalike: three portraits differing in a small attribute",
     )
+    p.add_argument(
+        "--classify",
+        action="store_true",
+        help="the classifier's demo instead: OUT/<work>/ photos of 20 artworks, OUT-unseen/ photos of others",
+    )
+    p.add_argument("--photos", type=int, default=12, help="with --classify: photos per artwork (default 12)")
 
 
 def _demo_data(args: argparse.Namespace) -> None:
     from artdet.data.demo import generate
 
     count, seed = args.count, args.seed
+    if args.classify:
+        from artdet.classify.demo import WORKS
+        from artdet.classify.demo import generate as generate_classify
+
+        unseen = generate_classify(args.out, photos=args.photos, seed=seed)
+        print(f"wrote {args.photos} photos of each of {len(WORKS)} artworks to {args.out}, unseen works to {unseen}")
+        return
     if args.config:
         demo = (yaml.safe_load(Path(args.config).read_text()) or {}).get("demo") or {}
         count, seed = int(demo.get("count", count)), int(demo.get("seed", seed))

@@ -1,0 +1,116 @@
+"""The artwork classifier branch: a real Snakemake run on a tiny generated collection, and its API."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from artdet.classify.demo import generate
+from artdet.classify.evaluate import scores_of
+from artdet.deploy.classify_api import create_classify_app
+from artdet.deploy.serve import Limits
+from conftest import ROOT
+from workflow_helpers import snakemake
+
+WORKS = 5
+
+
+@pytest.fixture(scope="module")
+def classify_run(tmp_path_factory: pytest.TempPathFactory, venv_env: dict) -> Path:
+    """`snakemake classify` on 5 works x 8 photos, with a corrupt JPEG and a stray file, and no detector dataset."""
+    work = tmp_path_factory.mktemp("classify")
+    data = work / "works"
+    generate(data, photos=8, works=WORKS, unseen=4)
+    (data / "bathers" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    shutil.copy(next((data / "bathers").glob("*.jpg")), data / "loose.jpg")
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["dataset"] = str(work / "no-such-detector-dataset")
+    config["classify"] = {"vocabulary_size": 64, "test_fraction": 0.3, "unseen": str(work / "works-unseen")}
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(work, venv_env, "classify", "--config", f"classify_dataset={data}")
+    return work
+
+
+@pytest.mark.slow
+def test_snakemake_classify_builds_the_branch_alone_and_reports_the_corrupt_image(classify_run: Path) -> None:
+    results = classify_run / "results" / "classify"
+    metrics = json.loads((results / "evaluation" / "metrics.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "top3_accuracy", "per_class", "baseline", "latency_ms", "unseen"):
+        assert key in metrics
+    assert metrics["accuracy"] > metrics["baseline"]["accuracy"]
+    assert metrics["top3_accuracy"] >= metrics["accuracy"]
+    assert (results / "model.joblib").is_file()
+    assert (results / "evaluation" / "confusion_matrix.png").stat().st_size > 1000
+    assert (results / "evaluation" / "worst_examples.jpg").stat().st_size > 1000
+    report = json.loads((results / "data_report.json").read_text())
+    dropped = {d["file"]: d["reason"] for d in report["dropped"]}
+    assert "not a readable image" in dropped[str(Path("bathers/broken.jpg"))]
+    assert "not in a class folder" in dropped["loose.jpg"]
+    # Every other picture is counted on a side: 5 works x 8 photos.
+    assert report["pictures"] == WORKS * 8
+    assert "broken.jpg" in (results / "data_report.md").read_text()
+    assert not (classify_run / "results" / "data").exists(), "the detector's stages ran"
+
+
+@pytest.mark.slow
+def test_artdet_classify_on_a_folder_names_the_works(classify_run: Path, venv_env: dict) -> None:
+    import subprocess
+    import sys
+
+    model = classify_run / "results" / "classify" / "model.joblib"
+    folder = classify_run / "works" / "cathedral"
+    result = subprocess.run(
+        [sys.executable, "-m", "artdet", "classify", str(model), str(folder)],
+        env=venv_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(answers) == 8
+    assert sum(a["label"] == "cathedral" for a in answers) >= 6
+    assert all(len(a["top"]) == 3 for a in answers)
+
+
+@pytest.mark.slow
+def test_classify_api_answers_and_rejects_junk_with_4xx(classify_run: Path) -> None:
+    model = classify_run / "results" / "classify" / "model.joblib"
+    client = TestClient(create_classify_app(model, Limits(max_bytes=2_000_000)))
+    photo = next((classify_run / "works" / "harbour").glob("*.jpg")).read_bytes()
+    answer = client.post("/v1/classify?top_k=2", files={"image": ("p.jpg", photo, "image/jpeg")})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["label"] in {"harbour", "unknown"}
+    assert len(body["top"]) == 2 and body["top"][0]["score"] >= body["top"][1]["score"]
+    assert client.post("/v1/classify", content=photo).status_code == 200  # raw body
+    assert client.post("/v1/classify", content=b"").status_code == 400
+    assert client.post("/v1/classify", content=b"\x00junk" * 100).status_code == 415
+    assert client.post("/v1/classify", content=photo[: len(photo) // 3]).status_code == 400
+    assert client.post("/v1/classify", content=b"x" * 2_100_000).status_code == 413
+    assert client.post("/v1/classify?top_k=0", content=photo).status_code == 422
+    big = io.BytesIO()
+    Image.new("RGB", (13_000, 10)).save(big, format="PNG")
+    assert client.post("/v1/classify", content=big.getvalue()).status_code == 413
+    assert client.get("/v1/classifier").json()["classes"][0] == "annunciation"
+
+
+def test_scores_can_show_a_loss_and_sit_beside_the_baseline() -> None:
+    rng = np.random.default_rng(0)
+    truth = ["a"] * 80 + ["b"] * 10 + ["c"] * 10
+    right = scores_of(truth, truth, [[t] for t in truth], ["a", "b", "c"])
+    shuffled = list(rng.permutation(truth))
+    wrong = scores_of(truth, shuffled, [[s] for s in shuffled], ["a", "b", "c"])
+    majority = scores_of(truth, ["a"] * 100, [["a"]] * 100, ["a", "b", "c"])
+    assert right["accuracy"] == right["balanced_accuracy"] == 1.0
+    assert wrong["balanced_accuracy"] < 0.6
+    # Always answering the big class looks good on accuracy, not on balanced accuracy.
+    assert majority["accuracy"] == 0.8 and majority["balanced_accuracy"] == pytest.approx(1 / 3, abs=1e-3)
+    assert majority["per_class"]["b"] == {"support": 10, "precision": None, "recall": 0.0}
