@@ -99,7 +99,13 @@ def test_classify_api_answers_and_rejects_junk_with_4xx(classify_run: Path) -> N
     big = io.BytesIO()
     Image.new("RGB", (13_000, 10)).save(big, format="PNG")
     assert client.post("/v1/classify", content=big.getvalue()).status_code == 413
-    assert client.get("/v1/classifier").json()["classes"][0] == "annunciation"
+    info = client.get("/v1/classifier").json()
+    assert info["classes"][0] == "annunciation" and str(classify_run) not in json.dumps(info)
+    # Behind an API key, like /v1/detect: 401 without it, an answer with it.
+    keyed = TestClient(create_classify_app(model, Limits(max_bytes=2_000_000), api_key="secret"))
+    assert keyed.post("/v1/classify", content=photo).status_code == 401
+    assert keyed.post("/v1/classify", content=photo, headers={"Authorization": "Bearer secret"}).status_code == 200
+    assert keyed.get("/health").status_code == 200
 
 
 def test_scores_can_show_a_loss_and_sit_beside_the_baseline() -> None:

@@ -91,7 +91,10 @@ def _detect(args: argparse.Namespace) -> None:
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
     from artdet.deploy.limits import Limits  # light: no FastAPI or TensorFlow at import
 
-    p.add_argument("models", nargs="+", help="exported model folders, optionally named: NAME=PATH")
+    p.add_argument("models", nargs="*", help="exported model folders, optionally named: NAME=PATH")
+    p.add_argument(
+        "--classifier", help="an artwork classifier's model.joblib (results/classify/): adds POST /v1/classify"
+    )
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to be reached from a phone (then set --api-key)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=20.0)
@@ -131,7 +134,9 @@ def _serve(args: argparse.Namespace) -> None:
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
     )
-    serve(args.models, args.host, args.port, limits, args.api_key or None, args.cors_origin)
+    if not args.models and not args.classifier:
+        raise ValueError("nothing to serve: name an exported detector, or --classifier model.joblib")
+    serve(args.models, args.host, args.port, limits, args.api_key or None, args.cors_origin, args.classifier)
 
 
 COMMANDS = [

@@ -345,8 +345,12 @@ def create_app(
     limits: Limits | None = None,
     api_key: str | None = None,
     cors_origins: list[str] | None = None,
+    classifier: str | Path | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``models`` (name -> exported model folder).
+
+    With ``classifier`` (an exported ``model.joblib``), also ``POST /v1/classify``
+    (:mod:`artdet.deploy.classify_api`), behind the same key, limits and queue.
 
     With ``api_key``, every ``/v1/*`` request needs ``Authorization: Bearer <key>``;
     ``/health`` and the page stay open. ``cors_origins`` lists the web origins allowed
@@ -357,12 +361,12 @@ def create_app(
 
     from artdet.deploy.draw import draw_detections
 
-    if not models:
-        raise ValueError("no model to serve")
+    if not models and classifier is None:
+        raise ValueError("no model to serve: pass an exported detector, or --classifier")
     limits = limits or Limits()
     gate = Gate(limits.max_concurrency, limits.max_queue)
     detectors = {name: Detector(path) for name, path in models.items()}
-    default = next(iter(detectors))
+    default = next(iter(detectors), None)
 
     async def check_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         if api_key is None:
@@ -405,8 +409,8 @@ def create_app(
 
     def _pick(name: str | None) -> tuple[str, Detector]:
         name = name or default
-        if name not in detectors:
-            raise ApiError(404, f"no model named {name!r}; available: {sorted(detectors)}")
+        if name is None or name not in detectors:
+            raise ApiError(404, f"no detector named {name!r}; available: {sorted(detectors)}")
         return name, detectors[name]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -491,6 +495,10 @@ def create_app(
         }
         return body
 
+    if classifier is not None:
+        from artdet.deploy.classify_api import classify_router
+
+        app.include_router(classify_router(classifier, limits, gate, secured))
     return app
 
 
@@ -519,11 +527,12 @@ def serve(
     limits: Limits,
     api_key: str | None = None,
     cors_origins: list[str] | None = None,
+    classifier: str | Path | None = None,
 ) -> None:
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         log.warning("serving on %s without --api-key: anyone who can reach this port can use the API", host)
-    app = create_app(parse_models(specs), limits, api_key, cors_origins)
+    app = create_app(parse_models(specs), limits, api_key, cors_origins, classifier)
     # Our RequestLog writes one line per request with its time; uvicorn's own access log would repeat it.
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
