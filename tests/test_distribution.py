@@ -129,8 +129,6 @@ def test_mirrored_on_two_cpu_devices(records: dict, venv_env: dict, single_devic
 
 @pytest.mark.slow
 def test_multi_worker_on_two_processes(records: dict, venv_env: dict, single_device: dict) -> None:
-    import tensorflow as tf
-
     pipeline = render(records, "multi_worker", batch_size=4, learning_rate=LR / 2, distribution="multi_worker")
     workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
     env = {**venv_env, "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")}
@@ -145,12 +143,10 @@ def test_multi_worker_on_two_processes(records: dict, venv_env: dict, single_dev
     # Each worker holds one replica and reads its own share of the record files: its part of each
     # global batch.
     disjoint_parts([[result["batches"][batch][0] for result in results] for batch in range(2)])
-    # The chief writes the model folder; the other worker's checkpoint (its own folder) holds
-    # the same weights after the last step.
-    chief = tf.train.load_checkpoint(str(pipeline.parent / "train" / f"ckpt-{STEPS}"))
-    other = tf.train.load_checkpoint(str(pipeline.parent / "train.worker-1" / f"ckpt-{STEPS}"))
-    names = [n for n in chief.get_variable_to_shape_map() if n.startswith("model/") and "OPTIMIZER" not in n]
-    assert len(names) > 100
-    for name in names:
-        np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name), err_msg=name)
+    # Each worker holds its own copy of the model: the same weights after the last step.
+    digests = {result["summary"]["weights_sha256"] for result in results}
+    assert len(digests) == 1, digests
+    # Only the chief (worker 0) writes the model folder.
+    chief = json.loads((pipeline.parent / "train" / "train_summary.json").read_text())
+    assert chief["checkpoint"] == f"ckpt-{STEPS}" and chief["weights_sha256"] in digests
     np.testing.assert_allclose(losses(pipeline.parent / "train"), single_device["losses"], rtol=0.1)

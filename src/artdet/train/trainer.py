@@ -83,9 +83,11 @@ def _strategy(distribution: str = "auto"):
 
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution {distribution!r}: expected one of {', '.join(DISTRIBUTIONS)}")
-    gpus = tf.config.list_logical_devices("GPU")
     if distribution == "auto":
-        distribution = "multi_worker" if _workers() > 1 else "mirrored" if len(gpus) > 1 else "one_device"
+        # Physical devices: listing logical ones would start TensorFlow's runtime, after which a
+        # multi-worker strategy can no longer be set up.
+        several_gpus = len(tf.config.list_physical_devices("GPU")) > 1
+        distribution = "multi_worker" if _workers() > 1 else "mirrored" if several_gpus else "one_device"
     if distribution == "multi_worker":
         if not _workers():
             raise ValueError(
@@ -94,10 +96,20 @@ def _strategy(distribution: str = "auto"):
                 '"task": {"type": "worker", "index": 0}}'
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if distribution == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+
+
+def _strategy_name(strategy) -> str:
+    """The public name of a strategy (TensorFlow's multi-worker class is CollectiveAllReduceStrategy)."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__
 
 
 def scale_to_replicas(params, schedule: dict, replicas: int) -> str | None:
@@ -183,6 +195,18 @@ def write_reproducibility(
     out = model_dir / "reproducibility.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     return out
+
+
+def weights_digest(model) -> str:
+    """sha256 of the trainable weights (the first replica's copy): equal digests, equal models.
+
+    Multi-worker workers each hold a copy; the same digest on every worker shows they stayed
+    in sync (only the chief's checkpoints are kept to compare).
+    """
+    digest = hashlib.sha256()
+    for variable in model.trainable_weights:
+        digest.update(getattr(variable, "values", (variable,))[0].numpy().tobytes())
+    return digest.hexdigest()
 
 
 def is_chief() -> bool:
@@ -427,7 +451,7 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     replicas = int(strategy.num_replicas_in_sync)
     scaled = scale_to_replicas(params, schedule, replicas)
     if scaled:
-        tell(f"distribution | {type(strategy).__name__}: {scaled}")
+        tell(f"distribution | {_strategy_name(strategy)}: {scaled}")
     train_utils.serialize_config(params, str(model_dir))
     planned_lr = None
     with strategy.scope():
@@ -551,9 +575,10 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         "validations": len(validator.history) if validator else 0,
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
         "mixed_precision": dtype,
-        "distribution": type(strategy).__name__,
+        "distribution": _strategy_name(strategy),
         "replicas": replicas,
         "replica_weight_spread": replica_weight_spread(trainer.model),
+        "weights_sha256": weights_digest(trainer.model),
         "seed": seed,
     }
     if plan:
