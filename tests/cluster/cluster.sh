@@ -15,7 +15,7 @@ die() { echo "cluster.sh: $*" >&2; exit 1; }
 alive() {
   local pidfile="$1" pid
   [ -s "$pidfile" ] || return 1
-  pid="$(cat "$pidfile")"
+  pid="$(cat "$pidfile" 2> /dev/null)" || return 1
   [ -r "/proc/$pid/stat" ] || return 1
   [ "$(awk '{print $3}' "/proc/$pid/stat")" != Z ]
 }
