@@ -7,7 +7,7 @@ CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test test-fast lint dry-run browser bench bench-peers clean
+.PHONY: venv demo test test-fast test-cluster cluster-up cluster-down lint dry-run browser bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,20 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -v -rs
+
+# A single-node SLURM cluster on this machine (root or sudo; installs Debian's slurm-wlm and
+# munge when absent); tests/cluster/ holds its slurm.conf and the script.
+cluster-up:
+	bash tests/cluster/cluster.sh up
+
+cluster-down:
+	bash tests/cluster/cluster.sh down
+
+# The workflow through profiles/slurm on that cluster, against a local run; the cluster is
+# stopped whether the test passes or not.
+test-cluster: venv
+	$(MAKE) cluster-up
+	$(BIN)/python -m pytest -v -rs tests/cluster/test_slurm.py; status=$$?; $(MAKE) cluster-down; exit $$status
 
 test-fast: venv
 	$(BIN)/python -m pytest -v -m "not slow"

@@ -267,3 +267,38 @@ def classify_targets():
 CLASSIFY_FEATURES = classify_outputs(f"{CLASSIFY}/features/{{shard}}.npz")
 CLASSIFY_REPORTS = classify_outputs(f"{CLASSIFY}/features/{{shard}}.json")
 CFG = config["classify"]
+
+
+def _executor_name():
+    """The executor plugin running this workflow ("local", "slurm", "kubernetes", ...)."""
+    plugin = workflow.executor_plugin
+    return plugin.name if plugin is not None else "local"
+
+
+def train_gres(wildcards):
+    """The training job's SLURM gres: one GPU where the cluster has GPUs, none where it has none.
+
+    Asked of `sinfo` once, by the Snakemake that submits the jobs (the executor "slurm"), so
+    one profile serves GPU and CPU-only clusters; `--set-resources train:gres=gpu:a100:2`
+    overrides it. Elsewhere it is empty and unused.
+    """
+    if _executor_name() != "slurm":
+        return ""
+    if "gres" not in train_gres.__dict__:
+        import subprocess
+
+        try:
+            listed = subprocess.run(
+                ["sinfo", "--noheader", "--format=%G"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise WorkflowError(
+                f"the slurm profile asks sinfo whether the cluster has GPUs, and sinfo failed ({exc}); "
+                "is this a SLURM login node? (--set-resources train:gres=gpu:1 skips the question)"
+            )
+        train_gres.gres = "gpu:1" if "gpu" in listed else ""
+    return train_gres.gres

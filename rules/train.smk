@@ -61,8 +61,10 @@ rule train:
     conda:
         "../envs/artdet.yaml"
     threads: all_cores()
+    # gpu=1: one training job at a time holds the local GPU; gres: the GPU on a SLURM cluster.
     resources:
         gpu=1,
+        gres=train_gres,
     params:
         model_dir=lambda wildcards, output: str(Path(output[0]).parent),
     shell:

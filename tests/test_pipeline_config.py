@@ -81,6 +81,7 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
         "preset": "faster_rcnn",
         "bn_recalibration_batches": 50,
         "mixed_precision": "auto",
+        "distribution": "auto",
         "pretrained": None,
         "pretrained_sha256": None,
         "classes": ["king", "queen", "dwarf"],

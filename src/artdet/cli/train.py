@@ -100,6 +100,18 @@ def _plot_training(args: argparse.Namespace) -> None:
     plot_training(args.event_dir, args.out)
 
 
+def _doctor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.add_argument("--path", default=".", help="where to measure the free disk (default: here)")
+
+
+def _doctor(args: argparse.Namespace) -> None:
+    from artdet.train.doctor import collect, report
+
+    info = collect(args.path)
+    print(json.dumps(info, indent=2) if args.json else report(info))
+
+
 COMMANDS = [
     Command(
         "fetch-checkpoint",
@@ -116,6 +128,13 @@ COMMANDS = [
         _pipeline_config,
     ),
     Command("train", "train with TF Model Garden", "artdet.train.trainer", _train_arguments, _train),
+    Command(
+        "doctor",
+        "what this machine offers for training (GPUs, CUDA, memory, disk, packages) and which presets fit",
+        "artdet.train.doctor",
+        _doctor_arguments,
+        _doctor,
+    ),
     Command(
         "plot-training",
         "plot losses and learning rate from TensorBoard events",

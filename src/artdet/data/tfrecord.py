@@ -85,7 +85,9 @@ def write_records(
                 boxes,
                 class_ids,
             )
-            writer.write(example.SerializeToString())
+            # Deterministic: protobuf map order otherwise varies between processes, and the same
+            # images must give the same bytes on any machine (tests/cluster/test_slurm.py).
+            writer.write(example.SerializeToString(deterministic=True))
             count += 1
     return count
 

@@ -378,6 +378,7 @@ def write_pipeline(
             "preset": model["preset"],
             "bn_recalibration_batches": int(model.get("bn_recalibration_batches", 50)),
             "mixed_precision": model.get("mixed_precision", "auto"),
+            "distribution": model.get("distribution", default("models.*.distribution")),
             "pretrained": (init or {}).get("name"),
             "pretrained_sha256": (init or {}).get("sha256"),
             "classes": list(classes) if classes else None,

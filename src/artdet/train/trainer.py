@@ -14,6 +14,7 @@ no validation (and no ``best``), and the log says why.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -57,14 +58,164 @@ def _cpu_graph_options() -> None:
         tf.config.optimizer.set_experimental_options({"remapping": False})
 
 
-def _strategy(params):
+DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def _workers() -> int:
+    """How many workers ``TF_CONFIG`` names (0 when it is unset)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    return sum(len(config.get("cluster", {}).get(kind, [])) for kind in ("chief", "worker"))
+
+
+@functools.cache
+def _strategy(distribution: str = "auto"):
+    """The ``tf.distribute`` strategy for ``models.<name>.distribution`` (one per process).
+
+    ``mirrored`` copies the model onto every GPU of this machine (or, without
+    GPUs, every logical CPU device, which is how the tests run it on one CPU)
+    and averages the gradients; ``multi_worker`` does the same across the
+    processes that ``TF_CONFIG`` names (one per node of a GPU cluster);
+    ``auto`` is ``multi_worker`` when ``TF_CONFIG`` names several workers,
+    ``mirrored`` with several GPUs, else one device. Built once per process and
+    kept: a multi-worker strategy sets up the collective ops, which can happen only once.
+    """
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1 and params.runtime.num_gpus > 1:
-        return tf.distribute.MirroredStrategy()
-    device = "/gpu:0" if gpus else "/cpu:0"
-    return tf.distribute.OneDeviceStrategy(device)
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution {distribution!r}: expected one of {', '.join(DISTRIBUTIONS)}")
+    if distribution == "auto":
+        # Physical devices: listing logical ones would start TensorFlow's runtime, after which a
+        # multi-worker strategy can no longer be set up.
+        several_gpus = len(tf.config.list_physical_devices("GPU")) > 1
+        distribution = "multi_worker" if _workers() > 1 else "mirrored" if several_gpus else "one_device"
+    if distribution == "multi_worker":
+        if not _workers():
+            raise ValueError(
+                "distribution: multi_worker needs TF_CONFIG, the JSON that names every worker and this "
+                'process\'s index: {"cluster": {"worker": ["node1:12345", "node2:12345"]}, '
+                '"task": {"type": "worker", "index": 0}}'
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if distribution == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+
+
+def _strategy_name(strategy) -> str:
+    """The public name of a strategy (TensorFlow's multi-worker class is CollectiveAllReduceStrategy)."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__
+
+
+def scale_to_replicas(params, schedule: dict, replicas: int) -> str | None:
+    """Scale the global batch and the learning rate to the replicas; the reason for the log (None for one).
+
+    ``batch_size`` is what each replica reads, so the global batch is
+    ``batch_size x replicas`` and, by the linear scaling rule, the learning
+    rate grows by the same factor (the warm-up spreads the jump). A length in
+    epochs keeps its epochs, so it takes ``replicas`` times fewer steps; a
+    length in steps keeps its steps (each sees ``replicas`` times the images).
+    """
+    if replicas <= 1:
+        return None
+    data = params.task.train_data
+    per_replica = int(data.global_batch_size)
+    params.override({"task": {"train_data": {"global_batch_size": per_replica * replicas}}}, is_strict=True)
+    cosine = params.trainer.optimizer_config.learning_rate.cosine
+    lr = float(cosine.initial_learning_rate) * replicas
+    params.override(
+        {"trainer": {"optimizer_config": {"learning_rate": {"cosine": {"initial_learning_rate": lr}}}}},
+        is_strict=True,
+    )
+    steps = int(params.trainer.train_steps)
+    if schedule.get("unit") == "epochs":
+        steps = -(-steps // replicas)
+        _apply_length(params, schedule, steps)
+    return (
+        f"{replicas} replicas x batch {per_replica} = global batch {per_replica * replicas}, "
+        f"learning rate x{replicas} = {lr:.4g}, {steps} steps"
+    )
+
+
+def replica_weight_spread(model) -> float:
+    """The largest difference between this process's replica copies of any trainable weight (0.0: in sync).
+
+    Mirrored training keeps one copy per device and applies the same averaged
+    gradient to each; a spread above rounding means the replicas diverged.
+    (Batch-norm moving statistics are each replica's own, of its own images,
+    and averaged when read or saved, so they are left out.)
+    """
+    spread = 0.0
+    for variable in model.trainable_weights:
+        copies = [v.numpy() for v in getattr(variable, "values", (variable,))]
+        for other in copies[1:]:
+            spread = max(spread, float(abs(other - copies[0]).max(initial=0.0)))
+    return spread
+
+
+def write_reproducibility(
+    model_dir: Path, pipeline: str | Path, records: list[str], data_fingerprint: str, summary: dict
+) -> Path:
+    """Write ``reproducibility.json``: what produced this model, to trace a result back.
+
+    The rendered config (a copy, ``pipeline.yaml``, beside it), the fingerprint of that
+    config and the TFRecords' bytes (the one that decides whether checkpoints are stale), the
+    sha256 and size of each record, the package versions and the machine (``artdet doctor
+    --json``), and how training ran (replicas, precision, steps).
+    """
+    from artdet.train.doctor import collect
+
+    shutil.copyfile(pipeline, model_dir / "pipeline.yaml")
+    files = {}
+    for record in sorted(records):
+        digest = hashlib.sha256()
+        with open(record, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        files[Path(record).name] = {"sha256": digest.hexdigest(), "bytes": Path(record).stat().st_size}
+    machine = collect(model_dir)
+    record = {
+        "pipeline": "pipeline.yaml",
+        "pipeline_sha256": hashlib.sha256(Path(pipeline).read_bytes()).hexdigest(),
+        "data_fingerprint": data_fingerprint,
+        "records": files,
+        "packages": machine["packages"],
+        "machine": machine,
+        "training": {
+            k: summary.get(k)
+            for k in ("steps", "batch_size", "distribution", "replicas", "mixed_precision", "device", "seed")
+        },
+        "tf_config": json.loads(os.environ["TF_CONFIG"]) if os.environ.get("TF_CONFIG") else None,
+    }
+    out = model_dir / "reproducibility.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    return out
+
+
+def weights_digest(model) -> str:
+    """sha256 of the trainable weights (the first replica's copy): equal digests, equal models.
+
+    Multi-worker workers each hold a copy; the same digest on every worker shows they stayed
+    in sync (only the chief's checkpoints are kept to compare).
+    """
+    digest = hashlib.sha256()
+    for variable in model.trainable_weights:
+        digest.update(getattr(variable, "values", (variable,))[0].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def is_chief() -> bool:
+    """Whether this process writes the model folder: always, except a non-chief multi-worker worker."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    if not task or "chief" in config.get("cluster", {}):
+        return task.get("type", "chief") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
 def mixed_precision_dtype(setting: str, gpus: list) -> str:
@@ -256,21 +407,30 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     from artdet.train.pipeline_config import load_params
 
     absl_logging.set_verbosity(absl_logging.INFO)
+    params, header = load_params(pipeline)
+    distribution = header.get("distribution", "auto")
+    if distribution == "multi_worker" or (distribution == "auto" and _workers() > 1):
+        # Collective ops across workers can only be set up before TensorFlow runs anything.
+        _strategy(distribution)
     _cpu_graph_options()
     random.seed(seed)
     np.random.seed(seed)
     tf.random.set_seed(seed)
-    params, header = load_params(pipeline)
     schedule = header.get("schedule") or {}
     experiment = header["experiment"]
     model_dir = Path(model_dir)
+    if not is_chief():
+        # Every multi-worker worker saves checkpoints (a collective step); only the chief's are kept.
+        index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+        model_dir = model_dir.with_name(f"{model_dir.name}.worker-{index}")
     records = [
         path
         for pattern in (params.task.train_data.input_path, params.task.validation_data.input_path)
         for path in pattern.split(",")
         if path
     ]
-    _set_aside_if_stale(model_dir, fingerprint(pipeline, records))
+    data_fingerprint = fingerprint(pipeline, records)
+    _set_aside_if_stale(model_dir, data_fingerprint)
     from official.modeling import performance
 
     dtype = mixed_precision_dtype(header.get("mixed_precision", "auto"), tf.config.list_physical_devices("GPU"))
@@ -287,8 +447,12 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         log.info("plan | %s (kept from %s: a resumed run is not re-planned)", plan["reason"], plan_path)
     elif schedule and not budget:
         log.info("length | %s", schedule["reason"])
+    strategy = _strategy(distribution)
+    replicas = int(strategy.num_replicas_in_sync)
+    scaled = scale_to_replicas(params, schedule, replicas)
+    if scaled:
+        tell(f"distribution | {_strategy_name(strategy)}: {scaled}")
     train_utils.serialize_config(params, str(model_dir))
-    strategy = _strategy(params)
     planned_lr = None
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=str(model_dir))
@@ -411,10 +575,15 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         "validations": len(validator.history) if validator else 0,
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
         "mixed_precision": dtype,
+        "distribution": _strategy_name(strategy),
+        "replicas": replicas,
+        "replica_weight_spread": replica_weight_spread(trainer.model),
+        "weights_sha256": weights_digest(trainer.model),
         "seed": seed,
     }
     if plan:
         summary["plan"] = plan
     (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_reproducibility(model_dir, pipeline, records, data_fingerprint, summary)
     log.info("training finished: %s", summary)
     return summary
