@@ -410,7 +410,7 @@ def create_app(
     def _pick(name: str | None) -> tuple[str, Detector]:
         name = name or default
         if name is None or name not in detectors:
-            raise ApiError(404, f"no detector named {name!r}; available: {sorted(detectors)}")
+            raise ApiError(404, f"no model named {name!r}; available: {sorted(detectors)}")
         return name, detectors[name]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
