@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT
+from workflow_helpers import workflow_command
 
 PROFILES = sorted(p.name for p in (ROOT / "profiles").iterdir() if (p / "config.yaml").is_file())
 
@@ -31,21 +31,7 @@ def tiny_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def dry_run(workdir: Path, env: dict, profile: str, *args: str) -> str:
     """`snakemake -n --profile profiles/<profile>` in ``workdir``; its console output."""
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--profile",
-        str(ROOT / "profiles" / profile),
-        "-n",
-        *args,
-    ]
+    command = workflow_command(workdir, "--profile", str(ROOT / "profiles" / profile), "-n", *args)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"snakemake -n --profile profiles/{profile} failed:\n{output[-4000:]}"

@@ -10,8 +10,8 @@ from pathlib import Path
 from conftest import ROOT
 
 
-def snakemake_command(workdir: Path, *args: str) -> list[str]:
-    """The command line that runs the project's Snakefile in ``workdir`` with its config.yaml."""
+def workflow_command(workdir: Path, *args: str) -> list[str]:
+    """The project's Snakefile run in ``workdir`` with its config.yaml; cores and resources from the profile."""
     return [
         sys.executable,
         "-m",
@@ -23,11 +23,12 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
         *args,
         "--configfile",
         str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        "--resources",
-        "gpu=1",
     ]
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """:func:`workflow_command` on this machine's two cores, one GPU slot."""
+    return [*workflow_command(workdir, *args), "--cores", "2", "--resources", "gpu=1"]
 
 
 def snakemake(workdir: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -12,13 +12,13 @@ import copy
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import LEARNING_CONFIG, ROOT
+from workflow_helpers import workflow_command
 
 STEPS = 10
 
@@ -61,19 +61,7 @@ TARGETS = ["data", "results/tiny/train/train_summary.json"]
 
 
 def run_snakemake(workdir: Path, env: dict, *args: str) -> str:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-        *TARGETS,
-    ]
+    command = workflow_command(workdir, *args, *TARGETS)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     output = result.stdout + result.stderr
     (workdir / "snakemake_console.txt").write_text(output)
