@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -83,20 +84,52 @@ def trained_model(workflow_run: Path) -> Path:
     return workflow_run / "results" / "tiny" / "saved_model"
 
 
+# The classifier's collection in :func:`classify_run`: the first works of artdet.classify.demo.WORKS.
+CLASSIFY_WORKS = 5
+
+
+@pytest.fixture(scope="session")
+def classify_run(tmp_path_factory: pytest.TempPathFactory, venv_env: dict) -> Path:
+    """`snakemake classify` on 5 works x 8 photos, with a corrupt JPEG and a stray file, and no detector dataset.
+
+    Photos of 4 other paintings are in ``works-unseen/``; the classifier is ``results/classify/model.joblib``.
+    """
+    import yaml
+
+    from artdet.classify.demo import generate
+    from workflow_helpers import snakemake
+
+    work = tmp_path_factory.mktemp("classify")
+    data = work / "works"
+    generate(data, photos=8, works=CLASSIFY_WORKS, unseen=4)
+    (data / "bathers" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    shutil.copy(next((data / "bathers").glob("*.jpg")), data / "loose.jpg")
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["dataset"] = str(work / "no-such-detector-dataset")
+    config["classify"] = {"vocabulary_size": 64, "test_fraction": 0.3, "unseen": str(work / "works-unseen")}
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(work, venv_env, "classify", "--config", f"classify_dataset={data}")
+    return work
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_server(model: Path, args: list[str], env: dict, log_path: Path) -> tuple[str, subprocess.Popen]:
-    """`artdet serve` on a free loopback port, serving ``model`` as 'paintings', once /health answers."""
+def start_server(model: Path | None, args: list[str], env: dict, log_path: Path) -> tuple[str, subprocess.Popen]:
+    """`artdet serve` on a free loopback port, serving ``model`` as 'paintings', once /health answers.
+
+    With ``model`` None, no detector: ``args`` names what to serve (``--classifier PATH``).
+    """
     import httpx
 
     port = _free_port()
+    served = [f"paintings={model}"] if model else []
     log = open(log_path, "w+")  # noqa: SIM115 (the process writes to it until the fixture ends)
     process = subprocess.Popen(
-        [sys.executable, "-m", "artdet", "serve", f"paintings={model}", "--port", str(port), *args],
+        [sys.executable, "-m", "artdet", "serve", *served, "--port", str(port), *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

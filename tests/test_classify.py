@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from artdet.classify.demo import generate
 from artdet.classify.evaluate import scores_of
 from artdet.deploy.classify_api import create_classify_app
 from artdet.deploy.serve import Limits
-from conftest import ROOT
-from workflow_helpers import snakemake
-
-WORKS = 5
-
-
-@pytest.fixture(scope="module")
-def classify_run(tmp_path_factory: pytest.TempPathFactory, venv_env: dict) -> Path:
-    """`snakemake classify` on 5 works x 8 photos, with a corrupt JPEG and a stray file, and no detector dataset."""
-    work = tmp_path_factory.mktemp("classify")
-    data = work / "works"
-    generate(data, photos=8, works=WORKS, unseen=4)
-    (data / "bathers" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    shutil.copy(next((data / "bathers").glob("*.jpg")), data / "loose.jpg")
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["dataset"] = str(work / "no-such-detector-dataset")
-    config["classify"] = {"vocabulary_size": 64, "test_fraction": 0.3, "unseen": str(work / "works-unseen")}
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    snakemake(work, venv_env, "classify", "--config", f"classify_dataset={data}")
-    return work
+from conftest import CLASSIFY_WORKS
 
 
 @pytest.mark.slow
@@ -55,7 +33,7 @@ def test_snakemake_classify_builds_the_branch_alone_and_reports_the_corrupt_imag
     assert "not a readable image" in dropped[str(Path("bathers/broken.jpg"))]
     assert "not in a class folder" in dropped["loose.jpg"]
     # Every other picture is counted on a side: 5 works x 8 photos.
-    assert report["pictures"] == WORKS * 8
+    assert report["pictures"] == CLASSIFY_WORKS * 8
     assert "broken.jpg" in (results / "data_report.md").read_text()
     assert not (classify_run / "results" / "data").exists(), "the detector's stages ran"
 
