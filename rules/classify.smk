@@ -20,7 +20,8 @@ rule classify_features:
             f"--shards {CLASSIFY_SHARDS} --test-fraction {CFG['test_fraction']} --seed {CFG['seed']} "
             f"--crop-padding {CFG['crop_padding']} --min-side {CFG['min_side']} "
             f"--max-side {CFG['max_side']} --upscale-to {CFG['upscale_to']} "
-            f"--max-features {CFG['max_features']}"
+            f"--max-features {CFG['max_features']} "
+            f"--contrast-threshold {CFG['contrast_threshold']}"
         ),
     shell:
         "python -m artdet classify-features {params.dataset:q} {output.features} {output.report} "
@@ -92,7 +93,8 @@ rule classify_export:
     params:
         options=(
             f"--max-side {CFG['max_side']} --upscale-to {CFG['upscale_to']} "
-            f"--max-features {CFG['max_features']} --top-k {CFG['top_k']} "
+            f"--max-features {CFG['max_features']} --contrast-threshold {CFG['contrast_threshold']} "
+            f"--top-k {CFG['top_k']} "
             f"--unknown-threshold {CFG['unknown_threshold']} "
             f"--verify {str(CFG['verify']).lower()} --min-inliers {CFG['min_inliers']} "
             f"--references {CFG['references']}"

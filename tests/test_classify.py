@@ -36,6 +36,64 @@ def test_snakemake_classify_builds_the_branch_alone_and_reports_the_corrupt_imag
     assert report["pictures"] == CLASSIFY_WORKS * 8
     assert "broken.jpg" in (results / "data_report.md").read_text()
     assert not (classify_run / "results" / "data").exists(), "the detector's stages ran"
+    # The geometric check separates the works from the strangers with a margin, and says by how much.
+    check = metrics["geometric_check"]
+    assert metrics["unseen"]["rejection_rate"] == 1.0
+    assert check["known_inliers"]["min"] >= check["min_inliers"] > check["unseen_max_inliers"]
+
+
+@pytest.mark.slow
+def test_without_the_geometric_check_strangers_are_named_as_works(classify_run: Path, venv_env: dict) -> None:
+    """The rejection figure can fall: the same SVM exported without the check names a work for every stranger."""
+    import subprocess
+    import sys
+
+    results = classify_run / "results" / "classify"
+    unchecked = classify_run / "unchecked.joblib"
+
+    def artdet(*args: str) -> str:
+        run = subprocess.run([sys.executable, "-m", "artdet", *args], env=venv_env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    features = sorted(str(p) for p in (results / "features").glob("*.npz"))
+    artdet(
+        "classify-export", str(unchecked), "--trained", str(results / "train" / "svm.joblib"),
+        "--vocabulary", str(results / "vocabulary.npy"), "--features", *features, "--verify", "false",
+    )  # fmt: skip
+    strangers = classify_run / "works-unseen"
+    checked = [
+        json.loads(line)["label"]
+        for line in artdet("classify", str(results / "model.joblib"), str(strangers)).splitlines()
+    ]
+    unchecked_labels = [
+        json.loads(line)["label"] for line in artdet("classify", str(unchecked), str(strangers)).splitlines()
+    ]
+    assert checked == ["unknown"] * 4
+    assert len(unchecked_labels) == 4 and "unknown" not in unchecked_labels
+
+
+def test_models_exported_before_the_contrast_setting_keep_opencvs_default() -> None:
+    from artdet.classify.features import OPENCV_CONTRAST_THRESHOLD, FeatureSettings
+    from artdet.defaults import default
+
+    old = FeatureSettings.from_dict({"max_side": 400, "upscale_to": 96, "max_features": 1000})
+    assert old.contrast_threshold == OPENCV_CONTRAST_THRESHOLD == 0.04
+    assert FeatureSettings.from_dict({"contrast_threshold": 0.02}).contrast_threshold == 0.02
+    assert FeatureSettings().contrast_threshold == default("classify.contrast_threshold")
+
+
+def test_a_lower_contrast_threshold_finds_more_keypoints_on_a_demo_photo() -> None:
+    import io as _io
+
+    from artdet.classify.demo import paint_artwork, photograph
+    from artdet.classify.features import FeatureSettings, extract
+
+    photo = photograph(paint_artwork(0, 3), np.random.default_rng(1))
+    rgb = np.asarray(Image.open(_io.BytesIO(photo)).convert("RGB"))
+    faint = extract(rgb, FeatureSettings(contrast_threshold=0.01))
+    strong = extract(rgb, FeatureSettings(contrast_threshold=0.04))
+    assert len(faint.descriptors) > 1.5 * len(strong.descriptors) > 0
 
 
 @pytest.mark.slow

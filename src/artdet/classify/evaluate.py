@@ -104,6 +104,12 @@ def _worst_sheet(root: Path, rows: list[dict], items: dict[str, dict], out: Path
     sheet.save(out, quality=88)
 
 
+def _inliers_of(top: list[dict], label: str | None = None) -> int:
+    """Inliers the geometric check found for ``label`` (or the most for any class it checked)."""
+    counts = [t.get("inliers", 0) for t in top if label is None or t["class"] == label]
+    return int(max(counts, default=0))
+
+
 def evaluate(
     model_path: str | Path,
     root: str | Path,
@@ -142,6 +148,7 @@ def evaluate(
                 "true_score": round(float(scores[classes.index(truth)]), 4),
                 "correct": prediction.label == truth,
                 "ranked": ranked,
+                "inliers": _inliers_of(prediction.top, prediction.label),
             }
         )
     truth = [r["true"] for r in rows]
@@ -169,12 +176,24 @@ def evaluate(
     )
     if unseen:
         files = sorted(p for p in Path(unseen).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        answers = [classifier(load_rgb(p)).label for p in files]
+        predictions = [classifier(load_rgb(p), top_k=len(classes)) for p in files]
+        answers = [p.label for p in predictions]
         metrics["unseen"] = {
             "folder": str(unseen),
             "pictures": len(files),
             "called_unknown": int(sum(a == UNKNOWN for a in answers)),
             "rejection_rate": round(float(np.mean([a == UNKNOWN for a in answers])), 4) if files else None,
+        }
+        if classifier.settings["verify"] and files:
+            # The check's margin: strangers' best inlier counts stay below min_inliers, known works' above.
+            most = [_inliers_of(p.top) for p in predictions]
+            metrics["unseen"]["inliers"] = {"max": int(max(most)), "median": float(np.median(most))}
+    if classifier.settings["verify"]:
+        hits = [r["inliers"] for r in rows if r["correct"]]
+        metrics["geometric_check"] = {
+            "min_inliers": classifier.settings["min_inliers"],
+            "known_inliers": {"min": int(min(hits)), "median": float(np.median(hits))} if hits else None,
+            "unseen_max_inliers": metrics.get("unseen", {}).get("inliers", {}).get("max"),
         }
     metrics["confusion_matrix"] = _confusion_png(truth, predicted, classes, out / "confusion_matrix.png")
     _worst_sheet(root, rows, items, out / "worst_examples.jpg")

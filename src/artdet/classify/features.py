@@ -29,9 +29,12 @@ class FeatureSettings:
     max_side: int = default("classify.max_side")
     upscale_to: int = default("classify.upscale_to")
     max_features: int = default("classify.max_features")
+    contrast_threshold: float = default("classify.contrast_threshold")
 
     @classmethod
     def from_dict(cls, values: dict) -> FeatureSettings:
+        """The settings stored in a model; models exported before ``contrast_threshold`` used OpenCV's."""
+        values = {"contrast_threshold": OPENCV_CONTRAST_THRESHOLD, **values}
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
@@ -44,13 +47,16 @@ class Features:
     colour: np.ndarray
 
 
-_SIFT: dict[int, cv2.SIFT] = {}
+# SIFT's contrast threshold when none is given (OpenCV's default).
+OPENCV_CONTRAST_THRESHOLD = 0.04
+_SIFT: dict[tuple[int, float], cv2.SIFT] = {}
 
 
-def _sift(max_features: int) -> cv2.SIFT:
-    if max_features not in _SIFT:
-        _SIFT[max_features] = cv2.SIFT_create(nfeatures=max_features)
-    return _SIFT[max_features]
+def _sift(max_features: int, contrast_threshold: float) -> cv2.SIFT:
+    key = (max_features, contrast_threshold)
+    if key not in _SIFT:
+        _SIFT[key] = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast_threshold)
+    return _SIFT[key]
 
 
 def colour_statistics(rgb: np.ndarray) -> np.ndarray:
@@ -71,7 +77,7 @@ def extract(rgb: np.ndarray, settings: FeatureSettings) -> Features:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    keypoints, descriptors = _sift(settings.max_features).detectAndCompute(grey, None)
+    keypoints, descriptors = _sift(settings.max_features, settings.contrast_threshold).detectAndCompute(grey, None)
     if descriptors is None:
         points, descriptors = np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
     else:

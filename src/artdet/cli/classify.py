@@ -15,6 +15,7 @@ def _feature_options(p: argparse.ArgumentParser) -> None:
     config_option(p, "--max-side", "classify.max_side", type=int)
     config_option(p, "--upscale-to", "classify.upscale_to", type=int)
     config_option(p, "--max-features", "classify.max_features", type=int)
+    config_option(p, "--contrast-threshold", "classify.contrast_threshold", type=float)
 
 
 def _features_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +40,7 @@ def _features(args: argparse.Namespace) -> None:
     )
     for drop in scan.dropped:
         log.warning("dropped %s: %s", drop["file"], drop["reason"])
-    settings = FeatureSettings(args.max_side, args.upscale_to, args.max_features)
+    settings = FeatureSettings(args.max_side, args.upscale_to, args.max_features, args.contrast_threshold)
     write_shard(scan, args.dataset, settings, args.out, args.report)
     print(f"shard {args.shard}/{args.shards}: {len(scan.items)} pictures, {len(scan.dropped)} dropped")
 
@@ -126,6 +127,7 @@ def _export(args: argparse.Namespace) -> None:
             "max_side": args.max_side,
             "upscale_to": args.upscale_to,
             "max_features": args.max_features,
+            "contrast_threshold": args.contrast_threshold,
             "colour_weight": trained["colour_weight"],
             "top_k": args.top_k,
             "unknown_threshold": args.unknown_threshold,
