@@ -174,6 +174,7 @@ def evaluate(
         },
         settings=classifier.settings,
     )
+    unseen_most = None
     if unseen:
         files = sorted(p for p in Path(unseen).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         predictions = [classifier(load_rgb(p), top_k=len(classes)) for p in files]
@@ -187,13 +188,14 @@ def evaluate(
         if classifier.settings["verify"] and files:
             # The check's margin: strangers' best inlier counts stay below min_inliers, known works' above.
             most = [_inliers_of(p.top) for p in predictions]
-            metrics["unseen"]["inliers"] = {"max": int(max(most)), "median": float(np.median(most))}
+            unseen_most = int(max(most))
+            metrics["unseen"]["inliers"] = {"max": unseen_most, "median": float(np.median(most))}
     if classifier.settings["verify"]:
         hits = [r["inliers"] for r in rows if r["correct"]]
         metrics["geometric_check"] = {
             "min_inliers": classifier.settings["min_inliers"],
             "known_inliers": {"min": int(min(hits)), "median": float(np.median(hits))} if hits else None,
-            "unseen_max_inliers": metrics.get("unseen", {}).get("inliers", {}).get("max"),
+            "unseen_max_inliers": unseen_most,
         }
     metrics["confusion_matrix"] = _confusion_png(truth, predicted, classes, out / "confusion_matrix.png")
     _worst_sheet(root, rows, items, out / "worst_examples.jpg")

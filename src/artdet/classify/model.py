@@ -12,9 +12,9 @@ enough of the photo's keypoints map onto one of that class's reference pictures
 through a single homography? A flat painting seen from any angle passes; a
 different painting with similar colours and textures does not, and is called
 ``unknown``. The homography is estimated with MAGSAC++ (OpenCV's USAC), which
-scores a model by its residuals rather than a hard inlier count: on photos of
-strangers it finds fewer chance inliers than plain RANSAC (at most 12 rather
-than 14 on 100 unseen demo paintings) while keeping the true ones.
+scores a model by its residuals rather than a hard inlier count, and so finds
+fewer chance inliers on photos of strangers than plain RANSAC did (on frame edges
+and short brush strokes) while keeping the true ones.
 """
 
 from __future__ import annotations
@@ -175,11 +175,10 @@ class Classifier:
         self.vocabulary: np.ndarray = bundle["vocabulary"]
         self.idf: np.ndarray = bundle["idf"]
         self.svm = bundle["svm"]
-        self.references: dict = bundle["references"]
-        # RootSIFT of the references once, not at every photo.
-        self._references = {
+        # Per class, (points, RootSIFT descriptors) of the reference pictures: converted once, not at every photo.
+        self.references: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
             label: [(points, root_sift(descriptors)) for points, descriptors in pictures]
-            for label, pictures in self.references.items()
+            for label, pictures in bundle["references"].items()
         }
         self._matcher = cv2.BFMatcher(cv2.NORM_L2)
 
@@ -203,7 +202,7 @@ class Classifier:
         if len(picture.descriptors) < 4:
             return 0
         query = root_sift(picture.descriptors)
-        for points, descriptors in self._references.get(label, []):
+        for points, descriptors in self.references.get(label, []):
             if len(descriptors) < 4:
                 continue
             pairs = self._matcher.knnMatch(query, descriptors, k=2)
@@ -270,15 +269,6 @@ def export(features: FeatureSet, vocabulary: np.ndarray, trained: dict, settings
 
 def settings_from(values: dict) -> dict:
     """The model's settings: feature extraction and decision, defaults from the config schema."""
-    keys = (
-        "max_side",
-        "upscale_to",
-        "max_features",
-        "contrast_threshold",
-        "colour_weight",
-        "top_k",
-        "unknown_threshold",
-        "verify",
-    )
-    keys += ("min_inliers", "references")
+    keys = ("max_side", "upscale_to", "max_features", "contrast_threshold", "colour_weight", "top_k")
+    keys += ("unknown_threshold", "verify", "min_inliers", "references")
     return {k: values.get(k, default(f"classify.{k}")) for k in keys}
