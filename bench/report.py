@@ -6,7 +6,7 @@ import json
 
 from common import RESULTS, ROOT, table
 
-ORDER = ["accuracy", "peers", "data_prep", "dag", "train_speed", "inference", "serve", "classify"]
+ORDER = ["accuracy", "int8_scores", "peers", "data_prep", "dag", "train_speed", "inference", "serve", "classify"]
 
 
 def previous_sections() -> dict[str, list[str]]:

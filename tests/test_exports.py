@@ -65,6 +65,11 @@ def test_exports_keep_the_accuracy_and_a_lossy_one_is_flagged(tmp_path: Path, ve
         assert not versus["lossy"], (form, versus)
         assert min(versus["difference"]["AP50"], versus["difference"]["AP"]) >= -versus["tolerance"], versus
         assert versus["found"]["share"] >= 0.95, versus
+        # The score head stays float: quantised, a fifth of these scores were distinct and ties
+        # moved AP by 0.02 either way between machines.
+        detections = json.loads((evaluation / form / "detections.json").read_text())
+        scores = [d[1] for r in detections for d in r["detections"] if d[1] >= 0.1]
+        assert len(set(scores)) >= 0.9 * len(scores), f"{len(set(scores))} distinct scores in {len(scores)}"
 
     # The comparison sees what a one-class-per-box export would lose on this set.
     images = load_test_images(sorted((tmp_path / "results" / "data" / "records").glob("test-*.tfrecord")))
