@@ -171,8 +171,8 @@ def class_score_nodes(model: bytes) -> list[str]:
     return nodes
 
 
-def _quantize_int8(converter, calibration: list[np.ndarray], size: int, float_scores: bool) -> tuple[bytes, int]:
-    """The int8 flatbuffer and how many tensors stay float (the class-score head's, when ``float_scores``)."""
+def _quantize_int8(converter, calibration: list[np.ndarray], size: int, float_scores: bool) -> bytes:
+    """The int8 flatbuffer, its class-score head left float when ``float_scores``."""
     import tensorflow as tf
 
     def representative():
@@ -183,14 +183,14 @@ def _quantize_int8(converter, calibration: list[np.ndarray], size: int, float_sc
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     if not float_scores:
-        return converter.convert(), 0
+        return converter.convert()
     # Selective quantisation: calibrate once, then quantise with the score head left float.
     debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
     nodes = class_score_nodes(debugger.calibrated_model)
     if not nodes:
         raise ValueError("int8 export: no TFLite_Detection_PostProcess op found to keep the class scores float")
     debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
-    return debugger.get_nondebug_quantized_model(), len(nodes)
+    return debugger.get_nondebug_quantized_model()
 
 
 def _export_tflite_graph(pipeline: Path, model_dir: Path, export_dir: Path, which: str = "final") -> tuple[int, int]:
@@ -263,12 +263,10 @@ def export_tflite(
         if precision == "float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
-        float_tensors = 0
         if precision == "int8":
-            model, float_tensors = _quantize_int8(converter, calibration, size, float_scores)
+            out_path.write_bytes(_quantize_int8(converter, calibration, size, float_scores))
         else:
-            model = converter.convert()
-        out_path.write_bytes(model)
+            out_path.write_bytes(converter.convert())
     shutil.copyfile(label_map, out_path.parent / "label_map.pbtxt")
     info = {
         "format": "tflite",
@@ -278,7 +276,7 @@ def export_tflite(
         "classes_per_detection": per_box,
         "preprocessing": {"mean_rgb": MEAN_RGB, "stddev_rgb": STDDEV_RGB, "resize": "fit, pad bottom-right"},
         "calibration_images": len(calibration or []),
-        "float_score_head": precision != "int8" or bool(float_tensors),
+        "float_score_head": precision != "int8" or float_scores,
         "checkpoint": which,
     }
     (out_path.parent / "artdet_model.json").write_text(json.dumps(info, indent=2) + "\n")
