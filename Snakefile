@@ -27,6 +27,7 @@ include: "rules/train.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/classify.smk"
+include: "rules/two_stage.smk"
 
 
 # `snakemake data`: only the data stages (TFRecords, report, statistics, tables).
@@ -60,5 +61,6 @@ rule all:
         rules.data.input,
         classify_targets() if config.get("classify_dataset") else [],
         all_metrics(),
+        form_choices(),
         "results/comparison.csv",
-        expand("results/{model}/training_loss.png", model=config["train_models"]),
+        expand("results/{model}/training_loss.png", model=all_forms()),

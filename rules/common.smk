@@ -5,7 +5,9 @@ import sys
 from snakemake.settings.types import DeploymentMethod
 
 import json
+import shlex
 
+from artdet.classify.boxes import TWO_STAGE, classifier_mode
 from artdet.data.classes import discover_classes, scan_names
 from artdet.data.dataset import IMAGE_SUFFIXES, shard_name, shard_of
 from artdet.train.schedule import ScheduleError, length_unit
@@ -127,6 +129,45 @@ if _best_without_val:
     )
 
 
+# A model's forms: its detector in results/<model>/, and its two-stage form (a class-agnostic
+# detector whose boxes a classifier names) in results/<model>/two_stage/. A `{model}` wildcard
+# is either folder; the settings are the model's in config.yaml.
+wildcard_constraints:
+    model=rf"[A-Za-z0-9_-]+(/{TWO_STAGE})?",
+
+
+def model_name(form):
+    """The config.yaml name of a form's folder (`ssd_mobilenet/two_stage` -> `ssd_mobilenet`)."""
+    return form.split("/")[0]
+
+
+def is_two_stage(form):
+    return form.endswith(f"/{TWO_STAGE}")
+
+
+def model_entry(form):
+    """config.yaml's entry of the model a form belongs to."""
+    return config["models"][model_name(form)]
+
+
+def classifier_setting(name):
+    """A model's classifier: auto, on or off; auto without a val split is off (nothing to choose on)."""
+    mode = classifier_mode(config["models"][name].get("classifier"))
+    return "off" if mode == "auto" and _no_val else mode
+
+
+def model_forms(name):
+    """The folders under results/ that a model's classifier: setting builds."""
+    two_stage = f"{name}/{TWO_STAGE}"
+    return {"off": [name], "on": [two_stage], "auto": [name, two_stage]}[
+        classifier_setting(name)
+    ]
+
+
+def all_forms():
+    return [form for m in config["train_models"] for form in model_forms(m)]
+
+
 def shard_pins(wildcards):
     """The pins of one shard's images as JSON (a changed pin reruns only its shard)."""
     own = {
@@ -149,7 +190,7 @@ TFLITE_PRESETS = {"ssd_mobilenet"}
 def eval_formats(model):
     """The exported forms of a model that are evaluated: the SavedModel, and its TFLite files."""
     formats = ["saved_model"]
-    if config["models"][model]["preset"] in TFLITE_PRESETS:
+    if model_entry(model)["preset"] in TFLITE_PRESETS:
         formats += [f"tflite_{p}" for p in config["export"]["tflite"]]
     return formats
 
@@ -163,10 +204,51 @@ def model_file(wildcards):
 
 def all_metrics():
     return [
-        f"results/{m}/evaluation/{fmt}/metrics.json"
-        for m in config["train_models"]
-        for fmt in eval_formats(m)
+        f"results/{form}/evaluation/{fmt}/metrics.json"
+        for form in all_forms()
+        for fmt in eval_formats(form)
     ]
+
+
+def originals_manifests(wildcards):
+    """A two-stage form's evaluation reads the original photos through the shards' manifests."""
+    if not is_two_stage(wildcards.model):
+        return []
+    return shard_outputs(f"{DATA}/shards/{{shard}}/manifest.json")
+
+
+def originals_option(wildcards, input):
+    if not input.manifests:
+        return ""
+    return f"--originals {shlex.quote(str(DATASET))} --manifests {' '.join(input.manifests)}"
+
+
+def auto_val(name, form):
+    """A form's val metrics, when classifier: auto chooses between the forms ([] otherwise)."""
+    if classifier_setting(name) != "auto":
+        return []
+    return f"results/{form}/val_evaluation/metrics.json"
+
+
+def two_stage_classifier(wildcards):
+    """The box classifier a two-stage form is exported with ([] for a detector)."""
+    return (
+        "results/box_classifier/model.joblib" if is_two_stage(wildcards.model) else []
+    )
+
+
+def classifier_summary(wildcards):
+    """The box classifier's summary, whose seconds come off a two-stage form's time_budget."""
+    if is_two_stage(wildcards.model) and model_entry(wildcards.model).get(
+        "time_budget"
+    ):
+        return "results/box_classifier/summary.json"
+    return []
+
+
+def form_choices():
+    """Each model's form.json: which form is kept, and both val scores under classifier: auto."""
+    return [f"results/{m}/form.json" for m in config["train_models"]]
 
 
 def all_cores():
@@ -181,7 +263,7 @@ def pretrained_checkpoint(wildcards):
     """The fetched checkpoint a model starts from ([] for none or a local init_checkpoint)."""
     from artdet.train.presets import preset
 
-    model = config["models"][wildcards.model]
+    model = model_entry(wildcards.model)
     if model.get("init_checkpoint"):
         return []
     name = model.get("pretrained", preset(model["preset"]).get("pretrained"))
@@ -190,19 +272,20 @@ def pretrained_checkpoint(wildcards):
 
 def box_stats(wildcards):
     """stats.json for a model whose anchors are fitted to the boxes ([] otherwise)."""
-    fit = config["models"][wildcards.model].get("anchors", "default") == "fit"
+    fit = model_entry(wildcards.model).get("anchors", "default") == "fit"
     return f"{DATA}/stats/stats.json" if fit else []
 
 
-# Model settings that do not shape the rendered pipeline (so changing them does not retrain).
-EXPORT_ONLY = {"export_checkpoint"}
+# Model settings that do not shape the rendered pipeline (so changing them does not retrain):
+# `classifier` decides which forms are built, each rendered on its own.
+EXPORT_ONLY = {"export_checkpoint", "classifier"}
 
 
 def model_config(wildcards):
     """One model entry of config.yaml as JSON, with its name, for `artdet pipeline-config`."""
     import json
 
-    model = config["models"][wildcards.model]
+    model = model_entry(wildcards.model)
     return json.dumps(
         {
             "name": wildcards.model,
@@ -214,7 +297,7 @@ def model_config(wildcards):
 
 def export_checkpoint(wildcards):
     """Which training checkpoint export uses: final (default) or best."""
-    return config["models"][wildcards.model].get("export_checkpoint", "final")
+    return model_entry(wildcards.model).get("export_checkpoint", "final")
 
 
 # The artwork classifier branch (rules/classify.smk).

@@ -10,6 +10,7 @@ rule evaluate:
             if wildcards.fmt == "saved_model"
             else f"results/{wildcards.model}/evaluation/saved_model/detections.json"
         ),
+        manifests=originals_manifests,
     output:
         metrics="results/{model}/evaluation/{fmt}/metrics.json",
         detections="results/{model}/evaluation/{fmt}/detections.json",
@@ -64,9 +65,10 @@ rule evaluate:
             if input.reference
             else ""
         ),
+        originals=originals_option,
     shell:
         "python -m artdet evaluate {input.model} {input.test} --out-dir {params.out_dir} "
-        "--iou {params.iou} --score {params.score} {params.reference} > {log} 2>&1"
+        "--iou {params.iou} --score {params.score} {params.reference} {params.originals} > {log} 2>&1"
 
 
 # Every evaluated model and format in one table and plot.

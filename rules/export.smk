@@ -6,6 +6,7 @@ rule export:
         pipeline="results/{model}/pipeline.yaml",
         summary="results/{model}/train/train_summary.json",
         label_map=f"{DATA}/label_map.pbtxt",
+        classifier=two_stage_classifier,
     output:
         directory("results/{model}/saved_model"),
     log:
@@ -15,9 +16,12 @@ rule export:
     params:
         model_dir=lambda wildcards, input: str(Path(input.summary).parent),
         checkpoint=export_checkpoint,
+        classifier=lambda wildcards, input: (
+            f"--classifier {input.classifier}" if input.classifier else ""
+        ),
     shell:
         "python -m artdet export --pipeline {input.pipeline} --model-dir {params.model_dir} "
-        "--label-map {input.label_map} --checkpoint {params.checkpoint} {output} > {log} 2>&1"
+        "--label-map {input.label_map} --checkpoint {params.checkpoint} {params.classifier} {output} > {log} 2>&1"
 
 
 # float32, float16 or int8 (calibrated on training images), each in its own folder with the
@@ -30,6 +34,7 @@ rule export_tflite:
         summary="results/{model}/train/train_summary.json",
         label_map=f"{DATA}/label_map.pbtxt",
         train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
+        classifier=two_stage_classifier,
     output:
         "results/{model}/tflite_{precision}/model.tflite",
     log:
@@ -46,7 +51,10 @@ rule export_tflite:
             else ""
         ),
         checkpoint=export_checkpoint,
+        classifier=lambda wildcards, input: (
+            f"--classifier {input.classifier}" if input.classifier else ""
+        ),
     shell:
         "python -m artdet export-tflite {output} --pipeline {input.pipeline} --model-dir {params.model_dir} "
         "--label-map {input.label_map} --precision {wildcards.precision} {params.calibration} "
-        "--checkpoint {params.checkpoint} > {log} 2>&1"
+        "--checkpoint {params.checkpoint} {params.classifier} > {log} 2>&1"

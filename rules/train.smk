@@ -24,6 +24,7 @@ rule pipeline_config:
         train=shard_outputs(f"{DATA}/records/train-{{shard}}.tfrecord"),
         val=shard_outputs(f"{DATA}/records/val-{{shard}}.tfrecord"),
         stats=box_stats,
+        classifier=classifier_summary,
     output:
         "results/{model}/pipeline.yaml",
     log:
@@ -36,10 +37,14 @@ rule pipeline_config:
             f"--pretrained {input.pretrained}" if input.pretrained else ""
         ),
         stats=lambda wildcards, input: f"--stats {input.stats}" if input.stats else "",
+        two_stage=lambda wildcards, input: (
+            "--class-agnostic" if is_two_stage(wildcards.model) else ""
+        )
+        + (f" --classifier-summary {input.classifier}" if input.classifier else ""),
     shell:
         "python -m artdet pipeline-config {output} --model-json {params.model:q} "
         "--label-map {input.label_map} --train {input.train} --val {input.val} "
-        "{params.pretrained} {params.stats} > {log} 2>&1"
+        "{params.pretrained} {params.stats} {params.two_stage} > {log} 2>&1"
 
 
 # Progress lines go to the console as well as the log (`--log`), so a run of hours is

@@ -71,6 +71,24 @@ def load_rgb(path: str | Path, box: tuple[int, int, int, int] | None = None) -> 
         return np.asarray(image)
 
 
+def padded_box(
+    box: tuple[float, float, float, float], width: int, height: int, padding: float
+) -> tuple[int, int, int, int]:
+    """A box (xmin, ymin, xmax, ymax in pixels) grown by ``padding`` of its size on each side, inside the image.
+
+    Training crops and the crops named at detection time are cut the same way, so the classifier
+    sees the same amount of surroundings in both.
+    """
+    x0, y0, x1, y1 = box
+    pad_x, pad_y = (x1 - x0) * padding, (y1 - y0) * padding
+    return (
+        max(0, int(x0 - pad_x)),
+        max(0, int(y0 - pad_y)),
+        min(width, int(x1 + pad_x) + 1),
+        min(height, int(y1 + pad_y) + 1),
+    )
+
+
 def _side(data: bytes, seed: int, test_fraction: float) -> str:
     return "test" if hash_fraction(hashlib.sha1(data).hexdigest(), seed) < test_fraction else "train"
 
@@ -139,13 +157,7 @@ def scan_shard(
             continue
         side = _side(data, seed, test_fraction)
         for index, b in enumerate(annotation.boxes):
-            pad_x, pad_y = (b.xmax - b.xmin) * crop_padding, (b.ymax - b.ymin) * crop_padding
-            box = (
-                max(0, int(b.xmin - pad_x)),
-                max(0, int(b.ymin - pad_y)),
-                min(width, int(b.xmax + pad_x) + 1),
-                min(height, int(b.ymax + pad_y) + 1),
-            )
+            box = padded_box((b.xmin, b.ymin, b.xmax, b.ymax), width, height, crop_padding)
             if min(box[2] - box[0], box[3] - box[1]) < min_side:
                 scan.dropped.append(
                     {"file": f"{rel}#{index}", "reason": f"box smaller than {min_side} pixels a side inside the image"}

@@ -87,9 +87,14 @@ def extract(rgb: np.ndarray, settings: FeatureSettings) -> Features:
 
 
 def write_shard(
-    scan: ShardScan, root: str | Path, settings: FeatureSettings, out: str | Path, report: str | Path
+    scan: ShardScan,
+    root: str | Path,
+    settings: FeatureSettings,
+    out: str | Path,
+    report: str | Path,
+    extra: dict | None = None,
 ) -> None:
-    """Features of every item of a shard into ``out`` (.npz); items, drops and timing into ``report`` (.json)."""
+    """Features of every item of a shard into ``out`` (.npz); items, drops, timing and ``extra`` into ``report``."""
     root = Path(root)
     points, descriptors, colours, offsets = [], [], [], [0]
     no_keypoints = []
@@ -114,7 +119,7 @@ def write_shard(
         sides=np.array([i.side for i in scan.items], dtype=str),
     )
     body = scan.report()
-    body.update(settings=asdict(settings), no_keypoints=no_keypoints, seconds=round(seconds, 3))
+    body.update(settings=asdict(settings), no_keypoints=no_keypoints, seconds=round(seconds, 3), **(extra or {}))
     Path(report).write_text(json.dumps(body, indent=1) + "\n")
 
 

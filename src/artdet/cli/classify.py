@@ -203,6 +203,88 @@ def _classify(args: argparse.Namespace) -> None:
             out.close()
 
 
+def _box_features_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="the detector's dataset folder (the original photos)")
+    p.add_argument("validated", help="the shard's validated.json (boxes in the upright original pixels)")
+    p.add_argument("manifest", help="the shard's manifest.json (resized image -> source photo)")
+    p.add_argument("split", help="the shard's split.csv: only train-side boxes become crops")
+    p.add_argument("out", help="output .npz of the crops' features")
+    p.add_argument("report", help="output .json: the crops, boxes per side, every drop with its reason")
+    config_option(p, "--crop-padding", "classify.crop_padding", type=float)
+    config_option(p, "--min-side", "classify.min_side", type=int)
+    _feature_options(p)
+
+
+def _box_features(args: argparse.Namespace) -> None:
+    from artdet.classify.boxes import train_crops
+    from artdet.classify.features import FeatureSettings, write_shard
+    from artdet.data.dataset import read_manifest
+    from artdet.data.split import read_sides
+    from artdet.data.validate import Validation
+
+    sides = read_sides(args.split)
+    sources = {s.source: sides[s.image] for s in read_manifest(args.manifest) if s.image in sides}
+    scan, boxes = train_crops(Validation.read(args.validated).images, sources, args.crop_padding, args.min_side)
+    settings = FeatureSettings(args.max_side, args.upscale_to, args.max_features, args.contrast_threshold)
+    write_shard(scan, args.dataset, settings, args.out, args.report, {"boxes_per_side": boxes})
+    print(
+        f"{len(scan.items)} train crops ({boxes['val']} val and {boxes['test']} test boxes not cropped), "
+        f"{len(scan.dropped)} dropped"
+    )
+
+
+def _box_classifier_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out_dir", help="output folder: model.joblib and summary.json")
+    p.add_argument("--features", nargs="+", required=True, help="the shards' box_features.npz files")
+    p.add_argument("--reports", nargs="+", required=True, help="the shards' box_features.json reports")
+    config_option(p, "--vocabulary-size", "classify.vocabulary_size", type=int)
+    config_option(p, "--svm-c", "classify.svm_c", type=float)
+    config_option(p, "--class-weight", "classify.class_weight", choices=choices("classify.class_weight"))
+    config_option(p, "--colour-weight", "classify.colour_weight", type=float)
+    config_option(p, "--seed", "classify.seed", type=int)
+    config_option(p, "--top-k", "classify.top_k", type=int)
+    config_option(p, "--verify", "classify.box_verify", type=_true_false, help="geometric check: true or false")
+    config_option(p, "--min-inliers", "classify.min_inliers", type=int)
+    config_option(p, "--references", "classify.references", type=int)
+    config_option(p, "--crop-padding", "classify.crop_padding", type=float)
+    _feature_options(p)
+
+
+def _box_classifier(args: argparse.Namespace) -> None:
+    from artdet.classify.boxes import train_box_classifier
+    from artdet.classify.model import settings_from
+
+    settings = settings_from(
+        {
+            "max_side": args.max_side,
+            "upscale_to": args.upscale_to,
+            "max_features": args.max_features,
+            "contrast_threshold": args.contrast_threshold,
+            "colour_weight": args.colour_weight,
+            "top_k": args.top_k,
+            "unknown_threshold": 0.0,
+            "verify": args.verify,
+            "min_inliers": args.min_inliers,
+            "references": args.references,
+        }
+    )
+    settings["crop_padding"] = args.crop_padding
+    summary = train_box_classifier(
+        args.features,
+        args.reports,
+        args.out_dir,
+        settings,
+        args.vocabulary_size,
+        args.svm_c,
+        args.class_weight,
+        args.seed,
+    )
+    print(
+        f"box classifier: {summary['crops']} train crops of {len(summary['crops_per_class'])} classes, "
+        f"{summary['seconds']['total']} s (features {summary['seconds']['features']} s)"
+    )
+
+
 COMMANDS = [
     Command(
         "classify-features",
@@ -239,6 +321,20 @@ COMMANDS = [
         "artdet.classify.evaluate",
         _evaluate_arguments,
         _evaluate,
+    ),
+    Command(
+        "box-features",
+        "features of one data shard's train-split boxes, cropped from the original photos (two-stage models)",
+        "artdet.classify.boxes",
+        _box_features_arguments,
+        _box_features,
+    ),
+    Command(
+        "box-classifier",
+        "train the classifier that names a class-agnostic detector's boxes (two-stage models)",
+        "artdet.classify.boxes",
+        _box_classifier_arguments,
+        _box_classifier,
     ),
     Command(
         "classify",

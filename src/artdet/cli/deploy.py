@@ -16,11 +16,31 @@ def _checkpoint_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="final", help=_CHECKPOINT_HELP)
 
 
+def _classifier_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--classifier",
+        help="a two-stage model's box classifier (model.joblib): written beside the model as classifier.joblib",
+    )
+
+
+def _add_classifier(args: argparse.Namespace, folder: str | os.PathLike) -> None:
+    """Put the box classifier beside an exported model, which makes it a two-stage model."""
+    import shutil
+    from pathlib import Path
+
+    from artdet.classify.boxes import CLASSIFIER_FILE
+
+    if args.classifier:
+        shutil.copyfile(args.classifier, Path(folder) / CLASSIFIER_FILE)
+        log.info("two-stage | %s names the detector's boxes", Path(folder) / CLASSIFIER_FILE)
+
+
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", required=True)
     p.add_argument("--model-dir", required=True)
     p.add_argument("--label-map", required=True)
     _checkpoint_option(p)
+    _classifier_option(p)
     p.add_argument("out")
 
 
@@ -28,6 +48,7 @@ def _export(args: argparse.Namespace) -> None:
     from artdet.deploy.export import export
 
     export(args.pipeline, args.model_dir, args.label_map, args.out, args.checkpoint)
+    _add_classifier(args, args.out)
 
 
 def _export_tflite_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +60,7 @@ def _export_tflite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-records", nargs="+", help="training TFRecords (int8 calibration images)")
     p.add_argument("--calibration-count", type=int, default=100, help="images used for int8 calibration")
     _checkpoint_option(p)
+    _classifier_option(p)
 
 
 def _export_tflite(args: argparse.Namespace) -> None:
@@ -52,6 +74,7 @@ def _export_tflite(args: argparse.Namespace) -> None:
     path = export_tflite(
         args.pipeline, args.model_dir, args.label_map, args.out, args.precision, calibration, args.checkpoint
     )
+    _add_classifier(args, path.parent)
     log.info("wrote %s (%.1f MB, %s)", path, path.stat().st_size / 1e6, args.precision)
 
 

@@ -30,6 +30,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
     )
 
+    p.add_argument("--originals", help="the dataset folder: detect on each image's original photo (two-stage models)")
+    p.add_argument("--manifests", nargs="+", help="the shards' manifest.json (record image -> original photo)")
+
 
 def _evaluate(args: argparse.Namespace) -> None:
     from artdet.evaluate.evaluator import evaluate_model
@@ -44,6 +47,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         reference=args.reference,
         tolerance=args.tolerance,
         found_min_score=args.found_min_score,
+        originals=args.originals,
+        manifests=args.manifests,
     )
     log.info(
         "AP %.3f  AP50 %.3f  AP75 %.3f  latency %.1f ms (p90 %.1f)  %.1f MB",
@@ -79,6 +84,26 @@ def _compare(args: argparse.Namespace) -> None:
         log.warning(line)
 
 
+def _choose_form_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="output form.json (a form.html beside it)")
+    p.add_argument("--model", required=True, help="the model's name in config.yaml")
+    p.add_argument("--mode", required=True, choices=["auto", "on", "off"], help="its classifier: setting")
+    p.add_argument("--detector-val", help="the detector's metrics.json on the val split")
+    p.add_argument("--two-stage-val", help="the two-stage model's metrics.json on the val split")
+
+
+def _choose_form(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from artdet.evaluate.forms import choose_form, form_html
+
+    choice = choose_form(args.model, args.mode, args.detector_val, args.two_stage_val)
+    Path(args.out).write_text(json.dumps(choice, indent=1) + "\n")
+    Path(args.out).with_suffix(".html").write_text(form_html(choice))
+    log.info("form | %s: kept %s (%s)", args.model, choice["kept"], choice["reason"])
+
+
 COMMANDS = [
     Command(
         "evaluate",
@@ -86,6 +111,13 @@ COMMANDS = [
         "artdet.evaluate.evaluator",
         _evaluate_arguments,
         _evaluate,
+    ),
+    Command(
+        "choose-form",
+        "keep the detector or the two-stage form of a model, by their AP50 on the val split",
+        "artdet.evaluate.forms",
+        _choose_form_arguments,
+        _choose_form,
     ),
     Command(
         "compare",

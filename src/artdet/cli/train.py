@@ -45,6 +45,15 @@ def _pipeline_config_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--pretrained", help="checkpoint.json written by `artdet fetch-checkpoint`")
     p.add_argument("--stats", help="stats.json written by `artdet stats` (needed by anchors: fit)")
+    p.add_argument(
+        "--class-agnostic",
+        action="store_true",
+        help="the detector of a two-stage model: one class; a classifier names the boxes",
+    )
+    p.add_argument(
+        "--classifier-summary",
+        help="the box classifier's summary.json: its seconds come off the model's time_budget",
+    )
     p.add_argument("out")
 
 
@@ -60,9 +69,26 @@ def _pipeline_config(args: argparse.Namespace) -> None:
     val = [str(Path(p).resolve()) for p in args.val]
     init = json.loads(Path(args.pretrained).read_text()) if args.pretrained else None
     stats = json.loads(Path(args.stats).read_text()) if args.stats else None
+    reserved = 0.0
+    if args.classifier_summary:
+        reserved = float(json.loads(Path(args.classifier_summary).read_text())["seconds"]["total"])
     length = write_pipeline(
-        model, len(classes), train, val, args.out, init, classes, val_images=count_records(val), box_stats=stats
+        model,
+        len(classes),
+        train,
+        val,
+        args.out,
+        init,
+        classes,
+        val_images=count_records(val),
+        box_stats=stats,
+        class_agnostic=args.class_agnostic,
+        reserved_seconds=reserved,
     )
+    if args.class_agnostic:
+        log.info("two-stage | the detector trains with one class; a classifier names the %d classes", len(classes))
+    if reserved:
+        log.info("time budget | %.0f s of it went to the box classifier; the detector plans within the rest", reserved)
     log.info("length | %s", length.reason)
     if model.get("anchors") == "fit":
         log.info("anchors | %s", yaml.safe_load(Path(args.out).read_text())["artdet"]["anchors"])

@@ -19,6 +19,8 @@ class Detection:
     score: float
     # Pixel corners in the input image: xmin, ymin, xmax, ymax.
     box: tuple[float, float, float, float]
+    # A two-stage model's detector score for the box (``score`` is it x the class probability).
+    box_score: float | None = None
 
 
 class Detector:
@@ -26,10 +28,13 @@ class Detector:
 
     Both take uint8 RGB images of any size and return Model Garden's outputs;
     the label map lies beside the model (inside the SavedModel folder, or in
-    the folder of the TFLite file).
+    the folder of the TFLite file). A two-stage model has its classifier there
+    too (``classifier.joblib``): its detector finds the objects (one class) and
+    the classifier names each box from the pixels the caller gave, so pass the
+    full-resolution photo. ``name_boxes=False`` returns the detector's own boxes.
     """
 
-    def __init__(self, model: str | Path):
+    def __init__(self, model: str | Path, name_boxes: bool = True):
         model = Path(model)
         self.path = model.parent if model.suffix == ".tflite" else model
         label_map = self.path / "label_map.pbtxt"
@@ -48,6 +53,18 @@ class Detector:
         if not label_map.exists():
             raise FileNotFoundError(f"{label_map}: the label map must lie beside the model")
         self.labels = read_label_map(label_map)
+        self.namer = None
+        from artdet.classify.boxes import CLASSIFIER_FILE
+
+        if name_boxes and (self.path / CLASSIFIER_FILE).exists():
+            from artdet.classify.boxes import BoxNamer
+
+            self.namer = BoxNamer(self.path / CLASSIFIER_FILE)
+            ids = {name: i for i, name in self.labels.items()}
+            missing = sorted(set(self.namer.classes) - set(ids))
+            if missing:
+                raise ValueError(f"{self.path}: the classifier names {missing}, which are not in label_map.pbtxt")
+            self._class_ids = ids
 
     def _load_saved_model(self, folder: Path):
         import tensorflow as tf
@@ -133,5 +150,19 @@ class Detector:
                     float(np.clip(ymax / scale[0], 0, height)),
                 )
                 found.append(Detection(int(cls), self.labels.get(int(cls), str(cls)), float(score), box))
-            results.append(found)
+            results.append(self._name(image, found, min_score) if self.namer else found)
         return results
+
+    def _name(self, image: np.ndarray, found: list[Detection], min_score: float) -> list[Detection]:
+        """A two-stage model's detections: each box once per top class, score = box score x class probability."""
+        from artdet.classify.boxes import NAME_FLOOR
+
+        boxes = [d for d in found if d.score >= max(min_score, NAME_FLOOR)]
+        named = self.namer.name(image, [d.box for d in boxes], [d.score for d in boxes])
+        out = [
+            Detection(self._class_ids[name], name, score, d.box, box_score=d.score)
+            for d, classes in zip(boxes, named, strict=True)
+            for name, score in classes
+            if score >= min_score
+        ]
+        return sorted(out, key=lambda d: -d.score)

@@ -14,6 +14,8 @@ import csv
 import json
 from pathlib import Path
 
+from artdet.classify.boxes import TWO_STAGE
+
 COLUMNS = [
     "model",
     "format",
@@ -21,6 +23,7 @@ COLUMNS = [
     "AP50",
     "AP75",
     "AR100",
+    "class_free_AP50",
     "latency_ms_median",
     "latency_ms_p90",
     "size_mb",
@@ -33,8 +36,10 @@ COLUMNS = [
 
 def _row(path: Path) -> dict:
     metrics = json.loads(path.read_text())
-    # results/<model>/evaluation/<format>/metrics.json
+    # results/<model>/evaluation/<format>/metrics.json, or results/<model>/two_stage/evaluation/<format>/metrics.json
     model, fmt = (path.parts[-4], path.parts[-2]) if len(path.parts) >= 4 else (path.parent.name, metrics["format"])
+    if model == TWO_STAGE and len(path.parts) >= 5:
+        model = f"{path.parts[-5]}/{TWO_STAGE}"
     versus = metrics.get("versus_reference") or {}
     difference = versus.get("difference") or {}
     return {
@@ -44,6 +49,7 @@ def _row(path: Path) -> dict:
         "AP50": metrics["AP50"],
         "AP75": metrics["AP75"],
         "AR100": metrics["AR100"],
+        "class_free_AP50": (metrics.get("class_free") or {}).get("AP50", ""),
         "latency_ms_median": metrics["latency_ms"]["median"],
         "latency_ms_p90": metrics["latency_ms"]["p90"],
         "size_mb": metrics["size_mb"],

@@ -28,6 +28,8 @@ def evaluate_model(
     reference: str | Path | None = None,
     tolerance: float = EXPORT_TOLERANCE,
     found_min_score: float = FOUND_MIN_SCORE,
+    originals: str | Path | None = None,
+    manifests: list[str | Path] | None = None,
 ) -> dict:
     """Evaluate an exported model (SavedModel folder or .tflite file) on the test TFRecords.
 
@@ -37,7 +39,11 @@ def evaluate_model(
     :func:`~artdet.evaluate.metrics.versus_reference`), per_class.csv,
     precision_recall.png/.csv, confusion_matrix.png/.csv, worst_images.jpg/.json
     (the images with the most missed boxes, predictions and ground truth drawn),
-    sample_detections.jpg, detections.json and metrics.html.
+    sample_detections.jpg, detections.json and metrics.html. ``class_free`` in
+    metrics.json scores the boxes with their names ignored. ``originals`` (the
+    dataset folder) with the shards' ``manifests`` feeds the model each image's
+    original photo instead of the record's pixels: a two-stage model names its
+    boxes from the full resolution, as it does for a user.
     """
     from artdet.deploy.runtime import Detector
     from artdet.evaluate import inference, reports
@@ -52,7 +58,9 @@ def evaluate_model(
     images = inference.load_test_images(test_records)
     if not images:
         raise ValueError(f"no test images in {', '.join(map(str, test_records))}")
-    found, latencies = inference.run_detector(detector, images)
+    if originals is not None:
+        inference.attach_originals(images, originals, manifests or [])
+    found, latencies, boxes = inference.run_detector(detector, images)
 
     labels = detector.labels
     ground_truth = scoring.ground_truth_of(images)
@@ -100,6 +108,8 @@ def evaluate_model(
             "latency_ms": inference.latency_summary(latencies),
             "thresholds": {"iou": iou_threshold, "score": score_threshold},
             "confusion_matrix": {"labels": ["background", *names], "counts": matrix.tolist()},
+            "class_free": scoring.class_free_metrics(ground_truth, boxes),
+            "two_stage": detector.namer is not None,
             "missed_boxes": int(sum(e[0] for e in errors)),
             "false_detections": int(sum(e[1] for e in errors)),
         }

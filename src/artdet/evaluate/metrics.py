@@ -118,6 +118,20 @@ def ground_truth_of(images: list[dict]) -> list[dict]:
     ]
 
 
+def class_free_metrics(ground_truth: list[dict], boxes: list[list[tuple[float, tuple]]]) -> dict:
+    """AP and AP50 with every class read as one: how well the boxes are found, whatever they are called.
+
+    ``boxes`` holds each image's boxes once, with the detector's score. Beside the named AP it
+    shows what a second stage could still gain (two-stage models: what it cost).
+    """
+    truth = [{**g, "boxes": [(1, *b[1:]) for b in g["boxes"]]} for g in ground_truth]
+    predictions = [
+        {"image_id": i, "class_id": 1, "score": s, "box": b} for i, found in enumerate(boxes, start=1) for s, b in found
+    ]
+    metrics, _ = coco_metrics(truth, predictions, {1: "object"})
+    return {"AP": metrics["AP"], "AP50": metrics["AP50"]}
+
+
 def predictions_of(found: list[list[tuple[int, float, tuple]]]) -> list[dict]:
     """Detections per image, (class_id, score, box), in the form :func:`coco_metrics` takes."""
     return [

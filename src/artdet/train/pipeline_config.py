@@ -319,23 +319,48 @@ def load_params(path: str | Path):
     return params, header
 
 
-def schedule_header(model: dict[str, Any], train_images: int | None, batch_size: int) -> dict[str, Any]:
+def schedule_header(
+    model: dict[str, Any], train_images: int | None, batch_size: int, reserved_seconds: float = 0.0
+) -> dict[str, Any]:
     """The ``schedule:`` block of ``pipeline.yaml``'s header: how the length was chosen, and what
     ``artdet train`` needs to plan a time budget and to stop early.
+
+    ``reserved_seconds`` is the part of a time budget already spent on the model elsewhere (a
+    two-stage model's classifier): the detector plans within what is left.
     """
     length = choose_length(model, train_images, batch_size)
     budget = model.get("time_budget") if length.unit == "time_budget" else None
+    seconds = parse_duration(budget, model.get("name", "?")) if budget is not None else None
+    if seconds is not None and reserved_seconds:
+        seconds = max(1.0, seconds - reserved_seconds)
     return {
         "unit": length.unit,
         "epochs": model.get("epochs") if length.unit == "epochs" else None,
         "time_budget": str(budget) if budget is not None else None,
-        "budget_seconds": parse_duration(budget, model.get("name", "?")) if budget is not None else None,
+        "budget_seconds": seconds,
+        "reserved_seconds": round(reserved_seconds, 1) if budget is not None else None,
         "train_images": train_images,
         "steps": length.steps,
         "reason": length.reason,
         "patience": model.get("patience") or None,
         **Settings.of(model).as_dict(),
     }
+
+
+# The one class of a two-stage model's detector.
+CLASS_AGNOSTIC_NAME = "object"
+
+
+def write_class_agnostic_map(classes: list[str], path: str | Path) -> None:
+    """Model Garden's CSV label map (``id,name`` rows) that reads every class name as class 1."""
+    import csv
+
+    if not classes:
+        raise ValueError("a class-agnostic detector needs the dataset's class names (the label map)")
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        for name in classes:
+            writer.writerow([1, name])
 
 
 def write_pipeline(
@@ -349,6 +374,8 @@ def write_pipeline(
     val_images: int | None = None,
     train_images: int | None = None,
     box_stats: dict[str, Any] | None = None,
+    class_agnostic: bool = False,
+    reserved_seconds: float = 0.0,
 ) -> Length:
     """Render and write ``pipeline.yaml``: an ``artdet:`` header, then the Model Garden config.
 
@@ -361,7 +388,11 @@ def write_pipeline(
     many images it holds. ``train_images`` is counted from the ``train``
     records when not given (a fast scan of the record framing). ``box_stats``
     (``stats.json``) is needed by ``anchors: fit``; the header's ``anchors:``
-    says what was fitted and why. Returns the chosen length, for the log.
+    says what was fitted and why. ``class_agnostic`` renders the detector of a two-stage model:
+    one class, every labelled box read as it through Model Garden's label-map decoder (a CSV
+    beside ``out`` that maps each class name to 1), while the header's ``two_stage:`` keeps the
+    real classes for the classifier and every output; ``reserved_seconds`` (the classifier's
+    time) comes off a time budget. Returns the chosen length, for the log.
     """
     if classes is not None and len(classes) != num_classes:
         raise ValueError(f"{len(classes)} class names for {num_classes} classes")
@@ -370,8 +401,19 @@ def write_pipeline(
     if train_images is None:
         train_images = count_records(train)
     notes: dict[str, str] = {}
+    two_stage = None
+    if class_agnostic:
+        label_csv = Path(out).with_name("class_agnostic.csv").resolve()
+        write_class_agnostic_map(classes or [], label_csv)
+        decoder = {"decoder": {"type": "label_map_decoder", "label_map_decoder": {"label_map": str(label_csv)}}}
+        overrides = {"task.train_data.decoder": decoder["decoder"], "task.validation_data.decoder": decoder["decoder"]}
+        model = {**model, "overrides": {**(model.get("overrides") or {}), **overrides}}
+        two_stage = {"classes": list(classes or []), "label_map_csv": label_csv.name}
+        num_classes, classes = 1, [CLASS_AGNOSTIC_NAME]
     rendered = render(model, num_classes, train, val, init, train_images, box_stats, notes)
-    schedule = schedule_header(model, train_images, rendered["task"]["train_data"]["global_batch_size"])
+    schedule = schedule_header(
+        model, train_images, rendered["task"]["train_data"]["global_batch_size"], reserved_seconds
+    )
     header = {
         "artdet": {
             "experiment": preset(model["preset"])["experiment"],
@@ -385,6 +427,7 @@ def write_pipeline(
             "validation": {"split": VALIDATION_SPLIT, "images": val_images if val else 0},
             "schedule": schedule,
             "anchors": notes.get("anchors", "Model Garden's defaults"),
+            "two_stage": two_stage,
         }
     }
     text = (

@@ -1,0 +1,115 @@
+# Two-stage models (models.<name>.classifier: on or auto): a classifier trained on crops of the
+# train split's boxes, cut from the original photos, names the boxes of a class-agnostic
+# detector (results/<model>/two_stage/). Under auto both forms are scored on the val split and
+# results/<model>/form.json says which one is kept.
+
+BOXES = "results/box_classifier"
+BOX_FEATURES = shard_outputs(f"{BOXES}/features/{{shard}}.npz")
+BOX_REPORTS = shard_outputs(f"{BOXES}/features/{{shard}}.json")
+# How crops become features: the same at training and at detection time (stored in the model).
+SIFT_OPTIONS = (
+    f"--crop-padding {CFG['crop_padding']} --max-side {CFG['max_side']} --upscale-to {CFG['upscale_to']} "
+    f"--max-features {CFG['max_features']} --contrast-threshold {CFG['contrast_threshold']}"
+)
+
+
+# Per data shard, so that adding photos recomputes the features of their shard only; only the
+# train side's boxes are cropped (the report counts the val and test boxes it left alone).
+rule box_features:
+    input:
+        validated=f"{DATA}/shards/{{shard}}/validated.json",
+        manifest=f"{DATA}/shards/{{shard}}/manifest.json",
+        split=f"{DATA}/shards/{{shard}}/split.csv",
+    output:
+        features=f"{BOXES}/features/{{shard}}.npz",
+        report=f"{BOXES}/features/{{shard}}.json",
+    log:
+        f"{LOGS}/box_classifier/features_{{shard}}.log",
+    conda:
+        "../envs/artdet.yaml"
+    params:
+        dataset=lambda wildcards: str(DATASET),
+        options=f"{SIFT_OPTIONS} --min-side {CFG['min_side']}",
+    shell:
+        "python -m artdet box-features {params.dataset:q} {input.validated} {input.manifest} {input.split} "
+        "{output.features} {output.report} {params.options} > {log} 2>&1"
+
+
+rule box_classifier:
+    input:
+        features=BOX_FEATURES,
+        reports=BOX_REPORTS,
+    output:
+        model=f"{BOXES}/model.joblib",
+        summary=f"{BOXES}/summary.json",
+    log:
+        f"{LOGS}/box_classifier/train.log",
+    conda:
+        "../envs/artdet.yaml"
+    params:
+        options=(
+            f"{SIFT_OPTIONS} --vocabulary-size {CFG['vocabulary_size']} --svm-c {CFG['svm_c']} "
+            f"--class-weight {CFG['class_weight']} --colour-weight {CFG['colour_weight']} "
+            f"--seed {CFG['seed']} --top-k {CFG['top_k']} "
+            f"--verify {str(CFG['box_verify']).lower()} --min-inliers {CFG['min_inliers']} "
+            f"--references {CFG['references']}"
+        ),
+    shell:
+        "python -m artdet box-classifier {BOXES} --features {input.features} --reports {input.reports} "
+        "{params.options} > {log} 2>&1"
+
+
+# Each form's exported SavedModel on the val split, by the same evaluation as the test split's:
+# what classifier: auto chooses on.
+rule evaluate_val:
+    input:
+        model="results/{model}/saved_model",
+        val=shard_outputs(f"{DATA}/records/val-{{shard}}.tfrecord"),
+        manifests=originals_manifests,
+    output:
+        "results/{model}/val_evaluation/metrics.json",
+    log:
+        f"{LOGS}/{{model}}/evaluate_val.log",
+    conda:
+        "../envs/artdet.yaml"
+    threads: all_cores()
+    params:
+        out_dir=lambda wildcards, output: str(Path(output[0]).parent),
+        originals=originals_option,
+    shell:
+        "python -m artdet evaluate {input.model} {input.val} --out-dir {params.out_dir} "
+        "{params.originals} > {log} 2>&1"
+
+
+rule choose_form:
+    input:
+        detector=lambda wildcards: auto_val(wildcards.name, wildcards.name),
+        two_stage=lambda wildcards: auto_val(
+            wildcards.name, f"{wildcards.name}/{TWO_STAGE}"
+        ),
+    output:
+        json="results/{name}/form.json",
+        html=report(
+            "results/{name}/form.html",
+            caption="../report/form.rst",
+            category="Forms",
+            subcategory="{name}",
+        ),
+    log:
+        f"{LOGS}/{{name}}/choose_form.log",
+    wildcard_constraints:
+        name="[A-Za-z0-9_-]+",
+    conda:
+        "../envs/artdet.yaml"
+    params:
+        mode=lambda wildcards: classifier_mode(
+            config["models"][wildcards.name].get("classifier")
+        ),
+        val=lambda wildcards, input: (
+            f"--detector-val {input.detector} --two-stage-val {input.two_stage}"
+            if input.detector
+            else ""
+        ),
+    shell:
+        "python -m artdet choose-form {output.json} --model {wildcards.name} --mode {params.mode} "
+        "{params.val} > {log} 2>&1"
