@@ -17,7 +17,7 @@ rule export:
         model_dir=lambda wildcards, input: str(Path(input.summary).parent),
         checkpoint=export_checkpoint,
         classifier=lambda wildcards, input: (
-            f"--classifier {input.classifier}" if input.classifier else ""
+            f"--box-classifier {input.classifier}" if input.classifier else ""
         ),
     shell:
         "python -m artdet export --pipeline {input.pipeline} --model-dir {params.model_dir} "
@@ -52,7 +52,7 @@ rule export_tflite:
         ),
         checkpoint=export_checkpoint,
         classifier=lambda wildcards, input: (
-            f"--classifier {input.classifier}" if input.classifier else ""
+            f"--box-classifier {input.classifier}" if input.classifier else ""
         ),
     shell:
         "python -m artdet export-tflite {output} --pipeline {input.pipeline} --model-dir {params.model_dir} "

@@ -117,3 +117,12 @@ def test_summary_lists_every_evaluated_form(tmp_path: Path) -> None:
     assert "tflite_float32      : AP 0.700, AP50 0.900, 12 ms, 3.0 MB, finds 0.97 of the SavedModel's" in text
     assert "WARNING: tflite_int8 loses 0.110 AP50 against the SavedModel" in text
     assert "WARNING: tflite_float32" not in text
+    # A model whose two forms were trained: both are listed, and the kept one is named first.
+    (results / "ssd" / "two_stage" / "evaluation" / "saved_model").mkdir(parents=True)
+    metrics = {"AP": 0.8, "AP50": 0.97, "latency_ms": {"median": 30.0}, "size_mb": 3.0}
+    (results / "ssd" / "two_stage" / "evaluation" / "saved_model" / "metrics.json").write_text(json.dumps(metrics))
+    choice = {"kept": "two_stage", "reason": "val AP50 0.95 > 0.90", "saved_model": "results/ssd/two_stage/saved_model"}
+    (results / "ssd" / "form.json").write_text(json.dumps(choice))
+    text = summarize(tmp_path / "config.yaml", results)
+    assert "Model ssd: kept two_stage (val AP50 0.95 > 0.90); deploy results/ssd/two_stage/saved_model/" in text
+    assert "Model ssd/two_stage:" in text and "saved_model         : AP 0.800, AP50 0.970, 30 ms" in text

@@ -78,6 +78,7 @@ NOT_MIRRORED = {
     ("train", "--seed"): "the training seed; config.yaml has no such key",
     ("classify-features", "--shards"): "the number of shards --shard counts in; 1 is the whole folder",
     ("demo-data", "--classify"): "writes the classifier's demo instead; not the classify: section",
+    ("serve", "--classifier"): "a classifier file served at /v1/classify; not a model's classifier: setting",
 }
 
 

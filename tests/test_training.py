@@ -32,6 +32,7 @@ RESUME_CONFIG = {
             "checkpoint_every": 10,
             "validate_every": 30,
             "bn_recalibration_batches": 2,
+            "classifier": "off",
         }
     },
 }

@@ -18,7 +18,7 @@ def _checkpoint_option(p: argparse.ArgumentParser) -> None:
 
 def _classifier_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--classifier",
+        "--box-classifier",
         help="a two-stage model's box classifier (model.joblib): written beside the model as classifier.joblib",
     )
 
@@ -30,8 +30,8 @@ def _add_classifier(args: argparse.Namespace, folder: str | os.PathLike) -> None
 
     from artdet.classify.boxes import CLASSIFIER_FILE
 
-    if args.classifier:
-        shutil.copyfile(args.classifier, Path(folder) / CLASSIFIER_FILE)
+    if args.box_classifier:
+        shutil.copyfile(args.box_classifier, Path(folder) / CLASSIFIER_FILE)
         log.info("two-stage | %s names the detector's boxes", Path(folder) / CLASSIFIER_FILE)
 
 
