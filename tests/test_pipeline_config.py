@@ -305,3 +305,25 @@ def test_anchors_fit_reaches_the_config_and_needs_the_statistics() -> None:
     assert render(_model(), 3, ["t"], ["v"])["task"]["model"]["anchor"]["anchor_size"] == 4.0
     with pytest.raises(ValueError, match="anchors: fit needs the dataset statistics"):
         render(_model(anchors="fit"), 3, ["t"], ["v"])
+
+
+def test_anchors_are_fitted_to_the_train_boxes_only() -> None:
+    """A test box changes stats.json but not the anchors: changing only test boxes leaves pipeline.yaml as it was."""
+    from artdet.data.dataset import Sample
+    from artdet.data.stats import compute_stats
+
+    def sample(name: str, side: int) -> Sample:
+        box = {"name": "cell", "xmin": 10, "ymin": 10, "xmax": 10 + side, "ymax": 10 + side}
+        return Sample(name, None, 640, 480, [box])
+
+    train = [(sample(f"t{i}.jpg", 40 + i), "train", Path(".")) for i in range(10)]
+    small_test = compute_stats([*train, (sample("x.jpg", 12), "test", Path("."))], ["cell"])
+    large_test = compute_stats([*train, (sample("x.jpg", 400), "test", Path("."))], ["cell"])
+    assert small_test["box_relative_size"] != large_test["box_relative_size"]  # stats.json describes every split
+    renders = [
+        yaml.safe_dump(render(_model(anchors="fit"), 1, ["t"], ["v"], box_stats=stats))
+        for stats in (small_test, large_test)
+    ]
+    assert renders[0] == renders[1]
+    moved = compute_stats([*train[1:], (sample("t0.jpg", 400), "train", Path("."))], ["cell"])
+    assert yaml.safe_dump(render(_model(anchors="fit"), 1, ["t"], ["v"], box_stats=moved)) != renders[0]

@@ -53,8 +53,31 @@ def _side_counts() -> dict[str, dict[str, int]]:
     return {side: {"images": 0, "boxes": 0} for side in SIDES}
 
 
+def box_shapes(samples: list[Sample]) -> dict:
+    """The distributions that shape a model's anchors: image sizes, box sizes relative to the image, aspect ratios."""
+    areas, aspects = [], []
+    for sample in samples:
+        for obj in sample.objects:
+            w, h = obj["xmax"] - obj["xmin"], obj["ymax"] - obj["ymin"]
+            areas.append(math.sqrt(w * h / (sample.width * sample.height)))
+            aspects.append(w / h)
+    return {
+        "images": len(samples),
+        "boxes": len(areas),
+        "image_width_px": _summary([s.width for s in samples]),
+        "image_height_px": _summary([s.height for s in samples]),
+        "box_relative_size": _summary(areas),
+        "box_aspect_ratio": _summary(aspects),
+    }
+
+
 def compute_stats(rows: list[tuple[Sample, str, Path]], classes: list[str]) -> dict:
-    """Counts and distributions; every number is over the resized images."""
+    """Counts and distributions; every number is over the resized images.
+
+    The distributions describe every split; ``train_boxes`` repeats those that shape training
+    (:func:`box_shapes`) over the train split alone, which is all that a training decision
+    (``anchors: fit``) may read: a test box must not move a setting it is scored with.
+    """
     per_class = {name: _side_counts() for name in classes}
     widths, heights, areas, aspects, sizes = [], [], [], [], []
     size_category: Counter[str] = Counter()
@@ -87,6 +110,7 @@ def compute_stats(rows: list[tuple[Sample, str, Path]], classes: list[str]) -> d
         "image_width_px": _summary([w for w, _ in sizes]),
         "image_height_px": _summary([h for _, h in sizes]),
         "image_sizes_top": [[f"{w}x{h}", n] for (w, h), n in Counter(sizes).most_common(10)],
+        "train_boxes": box_shapes([s for s, side, _ in rows if side == "train"]),
     }
 
 

@@ -149,8 +149,12 @@ def fit_anchors(
     (by more than a factor of sqrt 2), the span is centred on the boxes, on a
     log scale; when the same percentiles of the aspect ratio leave the
     anchors' ratios (by more than 1.25), the ratios become those percentiles.
-    Otherwise the defaults stay: they are what was measured most.
+    Otherwise the defaults stay: they are what was measured most. Only the train split's boxes
+    count (``stats.json``'s ``train_boxes``; older files without it describe every split).
     """
+    stats = stats.get("train_boxes", stats)
+    if not stats.get("box_relative_size", {}).get("count", 1):
+        return {"anchor_size": anchor_size, "aspect_ratios": list(aspect_ratios), "reason": "no train boxes: defaults"}
     width, height = stats["image_width_px"]["median"], stats["image_height_px"]["median"]
     to_input = math.sqrt(width * height) * input_size / max(width, height)
     low, high = stats["box_relative_size"]["p5"] * to_input, stats["box_relative_size"]["p95"] * to_input
