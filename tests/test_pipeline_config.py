@@ -327,3 +327,24 @@ def test_anchors_are_fitted_to_the_train_boxes_only() -> None:
     assert renders[0] == renders[1]
     moved = compute_stats([*train[1:], (sample("t0.jpg", 400), "train", Path("."))], ["cell"])
     assert yaml.safe_dump(render(_model(anchors="fit"), 1, ["t"], ["v"], box_stats=moved)) != renders[0]
+
+
+def test_a_two_stage_detector_renders_one_class_and_plans_within_what_the_classifier_left(tmp_path: Path) -> None:
+    write_pipeline(
+        _model(time_budget="10m"),
+        3,
+        ["t"],
+        ["v"],
+        tmp_path / "pipeline.yaml",
+        classes=["jack", "queen", "king"],
+        train_images=40,
+        class_agnostic=True,
+        reserved_seconds=90.0,
+    )
+    rendered = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
+    assert rendered["task"]["model"]["num_classes"] == 2
+    assert rendered["task"]["train_data"]["decoder"]["type"] == "label_map_decoder"
+    header = rendered["artdet"]
+    assert header["classes"] == ["object"] and header["two_stage"]["classes"] == ["jack", "queen", "king"]
+    assert (tmp_path / "class_agnostic.csv").read_text().splitlines() == ["1,jack", "1,queen", "1,king"]
+    assert header["schedule"]["budget_seconds"] == 600 - 90 and header["schedule"]["reserved_seconds"] == 90

@@ -151,6 +151,9 @@ def metrics_html(metrics: dict, per_class_csv: str | Path) -> str:
         )
 
     coco = [["metric", "value"]] + [[name, metrics[name]] for name in STAT_NAMES]
+    if "class_free" in metrics:
+        # Beside the named AP: the same boxes with their names ignored (what naming costs or could gain).
+        coco += [[f"class-free {name}", value] for name, value in metrics["class_free"].items()]
     speed = [
         ["latency median (ms)", "latency p90 (ms)", "size (MB)", "test images", "labelled boxes"],
         [
@@ -163,8 +166,11 @@ def metrics_html(metrics: dict, per_class_csv: str | Path) -> str:
     ]
     with open(per_class_csv, newline="") as handle:
         per_class = list(csv.reader(handle))
+    stage = (
+        "<p>two-stage: a class-agnostic detector; a classifier names each box</p>" if metrics.get("two_stage") else ""
+    )
     parts = [
-        f"<h1>{escape(str(metrics.get('model_path', 'model')))}</h1>",
+        f"<h1>{escape(str(metrics.get('model_path', 'model')))}</h1>{stage}",
         table(speed),
         "<h2>COCO metrics</h2>",
         table(coco),
