@@ -142,6 +142,13 @@ def test_versus_reference_flags_a_loss_beyond_the_tolerance() -> None:
     assert lossy["found"]["share"] == 0.5
     assert "AP50" in lossy["warning"] and "tolerance 0.02" in lossy["warning"]
     assert not versus_reference(truth, one_class, reference, classes, tolerance=1.0)["lossy"]
+    # A form that scores better is shown too (a gain can hide a loss), without being called lossy.
+    better = versus_reference(truth, reference, one_class, classes, tolerance=0.02)
+    assert better["differs"] and not better["lossy"] and "gains" in better["warning"], better
+    # Compared at the reference's most detections per image: extra low-scoring entries are not counted.
+    padded = [dets + [(1, 0.01, (0, 0, 5, 5))] * 20 for dets in one_class]
+    assert versus_reference(truth, padded, reference, classes)["difference"] == lossy["difference"]
+    assert lossy["max_detections"] == 8
 
 
 def test_evaluation_defaults_match_the_schema() -> None:

@@ -61,6 +61,7 @@ def evaluate_model(
     if originals is not None:
         inference.attach_originals(images, originals, manifests or [])
     found, latencies, boxes = inference.run_detector(detector, images)
+    found = scoring.capped(found)
 
     labels = detector.labels
     ground_truth = scoring.ground_truth_of(images)

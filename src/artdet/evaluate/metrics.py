@@ -118,6 +118,21 @@ def ground_truth_of(images: list[dict]) -> list[dict]:
     ]
 
 
+# The most detections per image any form is scored with: Model Garden's detection generator
+# returns 100 (every class included) from a SavedModel; TFLite's post-processing returns up to
+# 100 boxes x their classes, and a two-stage model up to 100 boxes x top_k classes.
+MAX_DETECTIONS = 100
+
+
+def capped(found: list[list[tuple[int, float, tuple]]], cap: int = MAX_DETECTIONS) -> list[list[tuple]]:
+    """Each image's ``cap`` best detections: every form is scored on equal terms.
+
+    pycocotools limits detections per image *and class*, so without this a form that returns
+    more entries per box would reach a recall the others cannot.
+    """
+    return [sorted(f, key=lambda d: -d[1])[:cap] for f in found]
+
+
 def class_free_metrics(ground_truth: list[dict], boxes: list[list[tuple[float, tuple]]]) -> dict:
     """AP and AP50 with every class read as one: how well the boxes are found, whatever they are called.
 
@@ -190,10 +205,19 @@ def versus_reference(
     ground truth, so the differences in AP, AP50 and AR100 are the accuracy
     the export cost; ``found`` is the share of the reference's detections
     (every class, score >= ``min_score``) that the form returns. A form that
-    loses more than ``tolerance`` in AP or AP50 is ``lossy`` and gets a
-    warning line.
+    loses more than ``tolerance`` in AP or AP50 is ``lossy``; a form that
+    differs by more than that either way gets a warning line, since a gain
+    can hide a loss.
+
+    Both are scored with the same most detections per image (``max_detections``,
+    the reference's largest count): a TFLite file returns up to 100 boxes x
+    their classes, and the extra entries would lift its recall above what the
+    SavedModel could reach, whatever the quantisation cost.
     """
     from artdet.evaluate.matching import found_share
+
+    cap = max((len(r) for r in reference), default=0)
+    found = capped(found, cap)
 
     def predictions(detections: list) -> list[dict]:
         return [
@@ -206,20 +230,24 @@ def versus_reference(
     theirs, _ = coco_metrics(ground_truth, predictions(reference), classes)
     difference = {name: round(ours[name] - theirs[name], 4) for name in COMPARED}
     losses = {name: -difference[name] for name in FLAGGED if -difference[name] > tolerance}
+    gains = {name: difference[name] for name in FLAGGED if difference[name] > tolerance}
     share = found_share(reference, found, min_score=min_score)
+    parts = [f"loses {v:.3f} {name}" for name, v in losses.items()]
+    parts += [f"gains {v:.3f} {name}" for name, v in gains.items()]
     warning = None
-    if losses:
+    if parts:
         warning = (
-            "loses "
-            + ", ".join(f"{loss:.3f} {name}" for name, loss in losses.items())
-            + f" against the SavedModel (tolerance {tolerance}); it finds {share['matched']} of the SavedModel's "
-            f"{share['reference_detections']} detections with score >= {min_score}"
+            ", ".join(parts) + f" against the SavedModel (tolerance {tolerance}, either way: a gain can hide a loss); "
+            f"it finds {share['matched']} of the SavedModel's {share['reference_detections']} detections with "
+            f"score >= {min_score}"
         )
     return {
         "reference_metrics": {name: theirs[name] for name in COMPARED},
         "difference": difference,
         "found": share,
         "tolerance": tolerance,
+        "max_detections": cap,
         "lossy": bool(losses),
+        "differs": bool(losses or gains),
         "warning": warning,
     }
