@@ -60,6 +60,67 @@ def latency(detector, images: list[np.ndarray]) -> list[float]:
     return seconds
 
 
+def box_classifier() -> Path:
+    """A box classifier trained on crops of 60 generated photos (1200x900, the demo's classes), made once."""
+    from artdet.classify.boxes import train_box_classifier
+    from artdet.classify.dataset import scan_shard
+    from artdet.classify.features import FeatureSettings, write_shard
+    from artdet.classify.model import settings_from
+    from artdet.data.demo import generate
+
+    out = CACHE / "box-classifier"
+    if (out / "model.joblib").exists():
+        return out / "model.joblib"
+    photos = CACHE / "box-classifier-photos"
+    generate(photos, count=60, seed=7, width=1200, height=900)
+    scan = scan_shard(photos, test_fraction=0.01)
+    for item in scan.items:
+        item.side = "train"
+    out.mkdir(parents=True, exist_ok=True)
+    write_shard(
+        scan,
+        photos,
+        FeatureSettings(),
+        out / "features.npz",
+        out / "features.json",
+        {"boxes_per_side": {"train": len(scan.items), "val": 0, "test": 0}},
+    )
+    settings = {**settings_from({"verify": False}), "crop_padding": 0.1}
+    train_box_classifier([out / "features.npz"], [out / "features.json"], out, settings)
+    return out / "model.joblib"
+
+
+def two_stage_cost(model: Path) -> tuple[list[list], dict]:
+    """ms per photo of the detector alone, of naming 1, 10 and 30 boxes, and of both, on 1200x900 photos.
+
+    The boxes are the photos' labelled paintings, repeated to the count (the naming cost depends on
+    the box count and size, not on where the boxes are); medians of 20 photos each.
+    """
+    from artdet.classify.boxes import BoxNamer
+    from artdet.classify.dataset import load_rgb
+    from artdet.data.voc import read_voc
+    from artdet.deploy.runtime import Detector
+
+    namer = BoxNamer(box_classifier())
+    photos = sorted((CACHE / "box-classifier-photos").glob("*.jpg"))[:20]
+    images = [load_rgb(p) for p in photos]
+    boxes = [[(b.xmin, b.ymin, b.xmax, b.ymax) for b in read_voc(p.with_suffix(".xml")).boxes] for p in photos]
+    detector_ms = median(latency(Detector(model, name_boxes=False), images)) * 1000
+    rows, data = [], {"detector_ms": detector_ms}
+    for count in (1, 10, 30):
+        seconds = []
+        for image, own in zip(images, boxes, strict=True):
+            chosen = (own * count)[:count]
+            start = time.perf_counter()
+            namer.name(image, chosen, [0.9] * count)
+            seconds.append(time.perf_counter() - start)
+        naming = median(seconds) * 1000
+        data[f"naming_ms_{count}"] = naming
+        total = detector_ms + naming
+        rows.append([count, round(detector_ms, 1), round(naming, 1), round(total, 1), round(total / detector_ms, 2)])
+    return rows, data
+
+
 def main() -> None:
     from PIL import Image
 
@@ -124,6 +185,8 @@ def main() -> None:
     detect_rate = float(re.search(r"([\d.]+) images/s", result.stdout).group(1))
     stages = re.search(r"decode ([\d.]+) ms, inference ([\d.]+) ms, drawing ([\d.]+) ms", result.stdout)
 
+    two_stage_rows, two_stage = two_stage_cost(model)
+
     p50, p90 = median(latencies) * 1000, percentile(latencies, 90) * 1000
     size_mb = sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 1e6
     rows = [
@@ -154,12 +217,18 @@ def main() -> None:
             "of 5 calls, `artdet detect` one run (YOLOv8n measured beside us: `make bench-peers`)": (
                 ["what", "median ms", "p90 ms", "images/s"],
                 rows,
-            )
+            ),
+            "Two-stage models on 1200x900 photos: the SavedModel detector alone, the box classifier naming N "
+            "boxes cut from the photo (SIFT per crop, one SVM call per photo), both; medians of 20 photos": (
+                ["boxes", "detector ms", "naming ms", "two-stage ms", "x detector alone"],
+                two_stage_rows,
+            ),
         },
         {
             "latencies_ms": [round(x * 1000, 2) for x in latencies],
             "batch8_images_per_s": batch8,
             "detect_images_per_s": detect_rate,
+            "two_stage": two_stage,
             "tflite": {
                 name: {"size_mb": v["size_mb"], "latencies_ms": [round(x * 1000, 2) for x in v["latencies"]]}
                 for name, v in variants.items()
