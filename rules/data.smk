@@ -27,11 +27,13 @@ rule validate:
         unknown=config["unknown_classes"],
         negatives=config["negatives"],
         exif=config["exif_boxes"],
+        prelabels=config["prelabels"],
         strict="--strict" if config["strict"] else "",
     shell:
         "python -m artdet validate {params.dataset:q} --shard {params.index} --shards {params.shards} "
         "--out {output} --classes {params.classes:q} --unknown-classes {params.unknown} "
-        "--negatives {params.negatives} --exif-boxes {params.exif} {params.strict} > {log} 2>&1"
+        "--negatives {params.negatives} --exif-boxes {params.exif} --prelabels {params.prelabels} "
+        "{params.strict} > {log} 2>&1"
 
 
 rule resize:

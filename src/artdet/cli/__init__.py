@@ -15,7 +15,7 @@ import sys
 import yaml
 
 import artdet
-from artdet.cli import classify, data, deploy, evaluate, train
+from artdet.cli import classify, data, deploy, evaluate, label, train
 from artdet.cli.base import Command
 
 # Every subcommand, in the order of the workflow.
@@ -25,6 +25,7 @@ COMMANDS: list[Command] = [
     *deploy.COMMANDS,
     *evaluate.COMMANDS,
     *classify.COMMANDS,
+    *label.COMMANDS,
 ]
 
 

@@ -59,6 +59,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
         "which pixels the boxes of EXIF-rotated images refer to",
         choices=choices("exif_boxes"),
     )
+    config_option(p, "--prelabels", "prelabels", "unreviewed `artdet prelabel` files", choices=choices("prelabels"))
     config_option(p, "--strict", "strict", "fail on any warning", action="store_true")
 
 
@@ -82,6 +83,7 @@ def _validate(args: argparse.Namespace) -> None:
         unknown_classes=args.unknown_classes,
         negatives=args.negatives,
         exif_boxes=args.exif_boxes,
+        prelabels=args.prelabels,
         strict=args.strict,
     )
     if args.out:

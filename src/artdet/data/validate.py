@@ -59,6 +59,12 @@ ISSUE_KINDS = {
     ),
     "empty_split": ("warning", "one side of the split has no image"),
     "pin_unmatched": ("warning", "pins file names an image that is not in the dataset"),
+    "prelabel_unreviewed": (
+        "info",
+        "XML written by `artdet prelabel` and not saved or verified in LabelImg since (prelabels: review); "
+        "left out with its image",
+    ),
+    "prelabel_accepted": ("info", "XML written by `artdet prelabel`, not reviewed, used (prelabels: accept)"),
     "size_missing": ("info", "XML has no <size>; read from the image"),
     "exif_oriented": ("info", "EXIF orientation applied to the pixels and the boxes"),
     "image_converted": ("info", "image mode converted to 8-bit RGB"),
@@ -112,6 +118,7 @@ class Options:
     negatives: str = default("negatives")  # "keep" or "drop"
     exif_boxes: str = default("exif_boxes")  # "auto", "stored" (LabelImg) or "oriented" (tools that apply EXIF)
     strict: bool = default("strict")
+    prelabels: str = default("prelabels")  # "review" (unreviewed machine labels left out) or "accept"
 
 
 @dataclass
@@ -267,6 +274,18 @@ class _Validator:
         xml_rel = xml_path.relative_to(self.root).as_posix() if xml_path else None
         annotation = read_voc(xml_path) if xml_path else None
         n_boxes = len(annotation.boxes) if annotation else 0
+        if annotation is not None and annotation.unreviewed_prelabel:
+            if self.options.prelabels == "review":
+                self.note(
+                    "prelabel_unreviewed",
+                    xml_rel,
+                    f"machine labels not reviewed yet; left out with its {n_boxes} box(es): open it in LabelImg, "
+                    "correct and save it (or verify it), or set prelabels: accept",
+                    dropped="image",
+                    boxes=n_boxes,
+                )
+                return None
+            self.note("prelabel_accepted", xml_rel, f"machine labels used unreviewed ({n_boxes} box(es))")
         if annotation is None and self.options.negatives == "drop":
             self.note("negative_dropped", rel, "no XML beside this image; dropped (negatives: drop)", dropped="image")
             return None

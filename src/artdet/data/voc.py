@@ -42,6 +42,23 @@ class Annotation:
     boxes: list[Box] = field(default_factory=list)
     folder: str = ""
     path: str = ""
+    # <source><database>: LabelImg writes "Unknown"; `artdet prelabel` writes PRELABEL_SOURCE.
+    database: str = "Unknown"
+    # <annotation verified="yes">: LabelImg's "Verify Image" (space bar).
+    verified: bool = False
+
+    @property
+    def unreviewed_prelabel(self) -> bool:
+        """Written by `artdet prelabel` and not saved or verified in LabelImg since.
+
+        LabelImg rewrites the whole file when a person saves it (its <source> says "Unknown"
+        again) and sets ``verified="yes"`` when they verify it, so either shows a review.
+        """
+        return self.database == PRELABEL_SOURCE and not self.verified
+
+
+# The <source><database> of a file `artdet prelabel` wrote: machine labels nobody has reviewed yet.
+PRELABEL_SOURCE = "artdet prelabel"
 
 
 def _text(node: etree._Element, tag: str, default: str | None = None) -> str | None:
@@ -118,6 +135,8 @@ def read_voc(path: str | Path) -> Annotation:
         boxes=boxes,
         folder=_text(root, "folder", "") or "",
         path=_text(root, "path", "") or "",
+        database=_text(root, "source/database", "Unknown") or "Unknown",
+        verified=(root.get("verified") or "").lower() == "yes",
     )
 
 
@@ -130,11 +149,13 @@ def _sub(parent: etree._Element, tag: str, text: object) -> etree._Element:
 def write_voc(annotation: Annotation, path: str | Path) -> None:
     """Write an annotation in LabelImg's layout (tab-indented, no XML declaration)."""
     root = etree.Element("annotation")
+    if annotation.verified:
+        root.set("verified", "yes")
     _sub(root, "folder", annotation.folder)
     _sub(root, "filename", annotation.filename)
     _sub(root, "path", annotation.path)
     source = etree.SubElement(root, "source")
-    _sub(source, "database", "Unknown")
+    _sub(source, "database", annotation.database)
     size = etree.SubElement(root, "size")
     _sub(size, "width", annotation.width)
     _sub(size, "height", annotation.height)
