@@ -22,6 +22,19 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def commit() -> str:
+    """The commit the measured code is at (``+dirty`` when the measured files differ from it)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "HEAD")
+    if not head:
+        return "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--", "src", "rules", "Snakefile", "bench") else "")
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     cpu = "unknown"
@@ -84,6 +97,7 @@ def save(
     label, value, unit = headline
     record = {
         "name": name,
+        "commit": commit(),
         "machine": machine(),
         "headline": {"label": label, "value": value, "unit": unit},
         "tables": {title: {"headers": h, "rows": r} for title, (h, r) in tables.items()},

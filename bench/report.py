@@ -7,6 +7,64 @@ import json
 from common import RESULTS, ROOT, table
 
 ORDER = ["accuracy", "int8_scores", "peers", "data_prep", "dag", "train_speed", "inference", "serve", "classify"]
+# What each benchmark measures: a change to these paths after the commit a section was measured at
+# marks it STALE (its script and bench/common.py count for every one).
+MEASURES = {
+    "accuracy": [
+        "src/artdet/data",
+        "src/artdet/train",
+        "src/artdet/deploy",
+        "src/artdet/evaluate",
+        "src/artdet/classify",
+        "rules",
+        "Snakefile",
+        "config.yaml",
+    ],
+    "int8_scores": ["src/artdet/deploy", "src/artdet/train", "src/artdet/evaluate"],
+    "peers": ["src/artdet/train", "src/artdet/evaluate", "src/artdet/deploy", "config.yaml"],
+    "data_prep": ["src/artdet/data"],
+    "dag": ["Snakefile", "rules", "src/artdet/data/dataset.py"],
+    "train_speed": ["src/artdet/train"],
+    "inference": ["src/artdet/deploy", "src/artdet/classify"],
+    "serve": ["src/artdet/deploy"],
+    "classify": ["src/artdet/classify"],
+}
+
+
+def measured_paths(name: str) -> list[str]:
+    """The files a section's figures depend on (``accuracy_chess`` is measured like ``accuracy``)."""
+    base = next((key for key in MEASURES if name == key or name.startswith(f"{key}_")), None)
+    script = f"bench/{base or name}.py"
+    return [*MEASURES.get(base or "", ["src"]), script, "bench/common.py"]
+
+
+def stale_since(name: str, commit: str | None) -> list[str]:
+    """The measured files changed since ``commit`` (committed or not); every path when no commit was recorded."""
+    import subprocess
+
+    paths = measured_paths(name)
+    if not commit or commit == "unknown":
+        return paths
+    base = commit.removesuffix("+dirty")
+    changed = subprocess.run(
+        ["git", "diff", "--name-only", base, "--", *paths], cwd=ROOT, capture_output=True, text=True
+    )
+    if changed.returncode != 0:
+        return paths
+    return changed.stdout.split()
+
+
+def provenance(name: str, commit: str | None, where: str) -> str:
+    """The line under a section's title: the commit and machine, and STALE when the code moved on."""
+    rerun = f"rerun `python bench/{name.split('_')[0]}.py`"
+    if not commit or commit == "unknown":
+        return f"Measured at no commit recorded, {where}. **STALE**: the code it measured is not known; {rerun}."
+    changed = stale_since(name, commit)
+    line = f"Measured at commit {commit[:7]}{'+dirty' if commit.endswith('+dirty') else ''}, {where}."
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        line += f" **STALE**: changed since then: {shown}; {rerun}."
+    return line
 
 
 def previous_sections() -> dict[str, list[str]]:
@@ -46,17 +104,29 @@ def main() -> None:
         f"Python {machine['python']}, {machine['platform']}; each section names its own.",
         "",
     ]
-    for name in [n for n in ORDER if n in records or n in previous] + sorted(set(records) - set(ORDER)):
+    present = set(records) | set(previous)
+    # Each benchmark, then its partial runs (accuracy_chess after accuracy), then any other.
+    order = [m for n in ORDER for m in [n, *sorted(x for x in present if x.startswith(f"{n}_"))] if m in present]
+    for name in order + sorted(present - set(order)):
         if name not in records:
-            lines += [f"## {name}", *previous[name]]
+            kept = [line for line in previous[name] if not line.startswith("Measured at ")]
+            recorded = next((line for line in previous[name] if line.startswith("Measured at commit ")), "")
+            commit = recorded.split()[3].rstrip(",") if recorded else None
+            where = recorded.split(", ", 1)[1].split(".")[0] if recorded else "an earlier run"
+            lines += [f"## {name}", "", provenance(name, commit, where), *kept]
             continue
         record = records[name]
         headline = record["headline"]
+        where = (
+            f"{record['machine']['date']} on {record['machine']['cpu']}, {record['machine']['cores']} cores, "
+            f"{record['machine']['memory_gib']} GiB"
+        )
         lines += [
             f"## {name}",
             "",
-            f"**{headline['label']}: {headline['value']:.2f} {headline['unit']}** "
-            f"(measured {record['machine']['date']} on {record['machine']['cpu']}, {record['machine']['cores']} cores)",
+            provenance(name, record.get("commit"), where),
+            "",
+            f"**{headline['label']}: {headline['value']:.2f} {headline['unit']}**",
             "",
         ]
         for title, content in record["tables"].items():
