@@ -20,7 +20,7 @@ import numpy as np
 
 from artdet.data.dataset import DatasetError, Sample, read_manifest
 from artdet.data.split import DEFAULT_VAL_FRACTION, SIDES, informative_dhash, read_sides
-from artdet.data.validate import ISSUE_KINDS, Issue, Validation
+from artdet.data.validate import ISSUE_KINDS, DatasetValidation, Issue
 from artdet.defaults import default
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def build_report(
     classes: list[str] = []
     images_found = boxes_found = 0
     for shard in map(Path, shard_dirs):
-        validation = Validation.read(shard / "validated.json")
+        validation = DatasetValidation.read(shard / "validated.json")
         classes = classes or validation.classes
         issues += validation.issues
         images_found += validation.images_found

@@ -4,7 +4,7 @@ Model Garden's orbit controller does the work: it restores the newest
 checkpoint in the model folder (so an interrupted run continues) and writes
 TensorBoard summaries under ``<model_dir>/train``. Two train actions run after
 every ``steps_per_loop`` steps: :class:`~artdet.train.progress.Progress` prints step, images/s, loss,
-learning rate and ETA, and :class:`artdet.train.periodic_eval.Validator` scores the
+learning rate and ETA, and :class:`artdet.train.periodic_eval.PeriodicValidator` scores the
 model on the val split every ``validation_interval`` steps and keeps the
 ``best`` checkpoint (Model Garden's built-in COCO evaluator crashes under
 numpy 2, so it is not used). The test split is never read here: it is kept
@@ -584,7 +584,7 @@ def _build(params, schedule: dict, model_dir: Path, strategy, new_plan: bool):
 
 def _validator(params, header: dict, model_dir: Path, task, trainer, progress: Progress, validation: dict):
     """The validation train action, or None without a val split (where ``patience`` has nothing to stop on)."""
-    from artdet.train.periodic_eval import Validator
+    from artdet.train.periodic_eval import PeriodicValidator
 
     schedule = header.get("schedule") or {}
     if not validation["enabled"]:
@@ -592,7 +592,7 @@ def _validator(params, header: dict, model_dir: Path, task, trainer, progress: P
             log.warning("patience %s has no effect: there is no validation to stop on", schedule["patience"])
         return None
     classes = header.get("classes") or [f"class {i}" for i in range(1, params.task.model.num_classes)]
-    return Validator(
+    return PeriodicValidator(
         trainer,
         task,
         params,
