@@ -413,10 +413,6 @@ class _Run:
         return int(self.header.get("bn_recalibration_batches", 0))
 
     @property
-    def budget(self) -> bool:
-        return self.schedule.get("unit") == "time_budget"
-
-    @property
     def plan_path(self) -> Path:
         return self.model_dir / "plan.json"
 
