@@ -138,10 +138,14 @@ class Served:
 
 
 def _served(request: Request) -> Served:
+    """What the app serves: routes are top-level functions, so they find it on the app, not in a closure."""
     return request.app.state.served
 
 
 ServedDep = Annotated[Served, Depends(_served)]
+
+# The routes (registered in detect_router). They have no docstrings on purpose: FastAPI would
+# publish a route's docstring as its description in /openapi.json.
 
 
 def page() -> str:
