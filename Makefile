@@ -46,6 +46,7 @@ test-fast: venv
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 	$(BIN)/snakefmt --check Snakefile rules
 	@$(BIN)/artdet demo-data .test/demo --count 4 > /dev/null
 	$(BIN)/snakemake --lint --cores 1 -n --config dataset=.test/demo

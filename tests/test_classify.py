@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from artdet.classify.evaluate import scores_of
-from artdet.deploy.classify_api import create_classify_app
-from artdet.deploy.serve import Limits
+from artdet.deploy.serve import Limits, create_classify_app
 from conftest import CLASSIFY_WORKS
 
 

@@ -63,6 +63,10 @@ def test_an_object_default_repeats_no_property_default_differently() -> None:
         ("evaluate", "--iou", "evaluation.iou_threshold"),
         ("evaluate", "--tolerance", "evaluation.export_tolerance"),
         ("evaluate", "--found-min-score", "evaluation.found_min_score"),
+        ("detect", "--min-score", "detect.min_score"),
+        ("serve", "--max-upload-mb", "serve.max_upload_mb"),
+        ("serve", "--max-megapixels", "serve.max_megapixels"),
+        ("export", "--checkpoint", "models.*.export_checkpoint"),
     ],
 )
 def test_options_that_mirror_config_keys_default_to_the_schema(command: str, flag: str, key: str) -> None:

@@ -61,3 +61,30 @@ def test_modules_are_grouped_by_role() -> None:
     assert top == {"__init__.py", "__main__.py", "defaults.py", "predict.py", "prepare.py"}
     for role in ("cli", "data", "train", "evaluate", "deploy"):
         assert (ROOT / "src" / "artdet" / role / "__init__.py").is_file()
+
+
+LONG_FUNCTION = 80
+# Longer functions still to be split, each with why it waits (remove the entry once it is split).
+LONG_PENDING = {
+    "evaluate/evaluator.py:evaluate_model": "evaluate/ is being reworked for the two-stage detector",
+    "classify/evaluate.py:evaluate": "classify/ is being reworked for the two-stage detector",
+    "train/pipeline_config.py:render": "pipeline_config.py is being reworked for the two-stage detector",
+}
+
+
+def test_no_function_is_long_without_a_reason() -> None:
+    """A function over 80 lines says why in its docstring ("Long because ..."), or is split."""
+    import ast
+
+    package = ROOT / "src" / "artdet"
+    long = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            lines = node.end_lineno - node.lineno + 1
+            name = f"{path.relative_to(package).as_posix()}:{node.name}"
+            reason = "Long because" in (ast.get_docstring(node) or "") or name in LONG_PENDING
+            if lines > LONG_FUNCTION and not reason:
+                long.append(name)
+    assert not long, f"functions over {LONG_FUNCTION} lines without a reason in their docstring: {long}"

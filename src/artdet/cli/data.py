@@ -123,10 +123,10 @@ def _resize_arguments(p: argparse.ArgumentParser) -> None:
 
 def _resize(args: argparse.Namespace) -> None:
     from artdet.data.resize import resize_images
-    from artdet.data.validate import Validation
+    from artdet.data.validate import DatasetValidation
 
     resize_images(
-        args.dataset, Validation.read(args.validated), args.images, args.manifest, args.max_side, args.max_bytes
+        args.dataset, DatasetValidation.read(args.validated), args.images, args.manifest, args.max_side, args.max_bytes
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from artdet.cli.base import Command, log
+from artdet.cli.base import Command, config_option, log
 
 _CHECKPOINT_HELP = "final (after the last step) or best (highest validation AP50 during training)"
 
@@ -13,7 +13,7 @@ _CHECKPOINT_HELP = "final (after the last step) or best (highest validation AP50
 def _checkpoint_option(p: argparse.ArgumentParser) -> None:
     from artdet.deploy.export import CHECKPOINTS  # light: no TensorFlow at import
 
-    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="final", help=_CHECKPOINT_HELP)
+    config_option(p, "--checkpoint", "models.*.export_checkpoint", _CHECKPOINT_HELP, choices=CHECKPOINTS)
 
 
 def _classifier_option(p: argparse.ArgumentParser) -> None:
@@ -82,7 +82,7 @@ def _detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported SavedModel folder or .tflite file (label_map.pbtxt beside it)")
     p.add_argument("source", help="image, folder (recursive), glob, video file, camera index (0) or stream URL")
     p.add_argument("--out", default="detections", help="output folder (default: ./detections)")
-    p.add_argument("--min-score", type=float, default=0.3, help="score threshold (default 0.3)")
+    config_option(p, "--min-score", "detect.min_score", "score threshold", type=float)
     p.add_argument("--max-detections", type=int, default=100)
     p.add_argument("--classes", nargs="*", help="keep only these classes")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="detections file format")
@@ -120,8 +120,8 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to be reached from a phone (then set --api-key)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--max-megapixels", type=float, default=40.0)
+    config_option(p, "--max-upload-mb", "serve.max_upload_mb", "largest upload accepted", type=float)
+    config_option(p, "--max-megapixels", "serve.max_megapixels", "largest image accepted", type=float)
     p.add_argument(
         "--max-concurrency",
         type=int,
@@ -149,10 +149,11 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from artdet.deploy.serve import Limits, serve
+    from artdet.deploy.limits import MIB, Limits
+    from artdet.deploy.serve import serve
 
     limits = Limits(
-        max_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_bytes=int(args.max_upload_mb * MIB),
         max_pixels=int(args.max_megapixels * 1e6),
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from artdet.data.dataset import DatasetError, Sample, read_manifest
 from artdet.data.split import DEFAULT_VAL_FRACTION, SIDES, informative_dhash, read_sides
-from artdet.data.validate import ISSUE_KINDS, Issue, Validation
+from artdet.data.validate import ISSUE_KINDS, DatasetValidation, Issue
 from artdet.defaults import default
 
 log = logging.getLogger(__name__)
@@ -67,33 +67,33 @@ def _issue_row(issue: Issue) -> dict:
     return row
 
 
-def build_report(
-    shard_dirs: list[str | Path],
-    near_duplicate_distance: int = default("split.near_duplicate_distance"),
-    pins: dict[str, str] | None = None,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-) -> dict:
-    """Merge the shards' validation, manifests and splits into one report (a JSON-ready dict).
+@dataclass
+class _Shards:
+    """The shards' validation, manifests and splits, merged."""
 
-    ``val_fraction`` is the split's: with 0 (and no image pinned to val) an
-    empty val split is what the user asked for, not a warning.
-    """
-    issues: list[Issue] = []
-    samples: list[Sample] = []
-    sides: dict[str, str] = {}
-    classes: list[str] = []
-    images_found = boxes_found = 0
+    classes: list[str] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    sides: dict[str, str] = field(default_factory=dict)
+    images_found: int = 0
+    boxes_found: int = 0
+
+
+def _read_shards(shard_dirs: list[str | Path]) -> _Shards:
+    merged = _Shards()
     for shard in map(Path, shard_dirs):
-        validation = Validation.read(shard / "validated.json")
-        classes = classes or validation.classes
-        issues += validation.issues
-        images_found += validation.images_found
-        boxes_found += validation.boxes_found
-        samples += read_manifest(shard / "manifest.json")
-        sides.update(read_sides(shard / "split.csv"))
+        validation = DatasetValidation.read(shard / "validated.json")
+        merged.classes = merged.classes or validation.classes
+        merged.issues += validation.issues
+        merged.images_found += validation.images_found
+        merged.boxes_found += validation.boxes_found
+        merged.samples += read_manifest(shard / "manifest.json")
+        merged.sides.update(read_sides(shard / "split.csv"))
+    return merged
 
-    # Dataset-wide checks of the split.
-    groups = near_duplicate_groups(samples, near_duplicate_distance)
+
+def _straddling(samples: list[Sample], sides: dict[str, str], groups: list, issues: list[Issue]) -> list[dict]:
+    """Near-duplicate groups on more than one side of the split, with the pins that would join them (noted)."""
     straddling = []
     for group in groups:
         members = [samples[i] for i in group]
@@ -111,11 +111,14 @@ def build_report(
                     "add the suggested lines to your pins file to keep them together",
                 )
             )
-    per_class = {name: Counter() for name in classes}
-    for s in samples:
-        for obj in s.objects:
-            per_class.setdefault(obj["name"], Counter())[sides[s.image]] += 1
-    side_count = Counter(sides.values())
+    return straddling
+
+
+def _split_issues(
+    per_class: dict[str, Counter], side_count: Counter, val_fraction: float, merged: _Shards, pins: dict | None
+) -> None:
+    """Note classes missing from a side, empty sides and pins that match no image."""
+    issues, samples = merged.issues, merged.samples
     expected = [side for side in SIDES if side != "val" or val_fraction > 0 or side_count["val"]]
     for name, count in per_class.items():
         if count["test"] == 0:
@@ -136,32 +139,61 @@ def build_report(
     for name in sorted(set(pins or {}) - known):
         issues.append(Issue("pin_unmatched", name, f"pinned image {name!r} is not in the dataset"))
 
-    boxes_written = sum(len(s.objects) for s in samples)
-    boxes_dropped = sum(1 for i in issues if i.dropped == "box") + sum(i.boxes for i in issues if i.dropped == "image")
-    images_dropped = sum(1 for i in issues if i.dropped == "image")
-    totals = {
-        "images_found": images_found,
+
+def _totals(merged: _Shards, per_class: dict[str, Counter], side_count: Counter) -> dict:
+    """Images and boxes found, written and dropped, and per side."""
+    issues, samples = merged.issues, merged.samples
+    return {
+        "images_found": merged.images_found,
         "images_written": len(samples),
-        "images_dropped": images_dropped,
-        "boxes_found": boxes_found,
-        "boxes_written": boxes_written,
-        "boxes_dropped": boxes_dropped,
+        "images_dropped": sum(1 for i in issues if i.dropped == "image"),
+        "boxes_found": merged.boxes_found,
+        "boxes_written": sum(len(s.objects) for s in samples),
+        "boxes_dropped": sum(1 for i in issues if i.dropped == "box")
+        + sum(i.boxes for i in issues if i.dropped == "image"),
         "negatives": sum(1 for s in samples if not s.objects),
         **{f"{side}_images": side_count[side] for side in SIDES},
         **{f"{side}_boxes": sum(c[side] for c in per_class.values()) for side in SIDES},
     }
-    accounted = images_found == len(samples) + images_dropped and boxes_found == boxes_written + boxes_dropped
+
+
+def build_report(
+    shard_dirs: list[str | Path],
+    near_duplicate_distance: int = default("split.near_duplicate_distance"),
+    pins: dict[str, str] | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+) -> dict:
+    """Merge the shards' validation, manifests and splits into one report (a JSON-ready dict).
+
+    ``val_fraction`` is the split's: with 0 (and no image pinned to val) an
+    empty val split is what the user asked for, not a warning.
+    """
+    merged = _read_shards(shard_dirs)
+    samples, sides, issues = merged.samples, merged.sides, merged.issues
+    # Dataset-wide checks of the split.
+    groups = near_duplicate_groups(samples, near_duplicate_distance)
+    straddling = _straddling(samples, sides, groups, issues)
+    per_class = {name: Counter() for name in merged.classes}
+    for s in samples:
+        for obj in s.objects:
+            per_class.setdefault(obj["name"], Counter())[sides[s.image]] += 1
+    side_count = Counter(sides.values())
+    _split_issues(per_class, side_count, val_fraction, merged, pins)
+    totals = _totals(merged, per_class, side_count)
+    accounted = (
+        totals["images_found"] == totals["images_written"] + totals["images_dropped"]
+        and totals["boxes_found"] == totals["boxes_written"] + totals["boxes_dropped"]
+    )
     by_kind: dict[str, list[dict]] = {}
     for issue in issues:
         by_kind.setdefault(issue.kind, []).append(_issue_row(issue))
-    warnings = sum(1 for i in issues if i.severity == "warning")
     return {
-        "classes": classes,
+        "classes": merged.classes,
         "totals": totals,
         "accounted": accounted,
         "per_class": {name: {side: c[side] for side in SIDES} for name, c in per_class.items()},
         "issue_counts": {kind: len(rows) for kind, rows in sorted(by_kind.items())},
-        "warnings": warnings,
+        "warnings": sum(1 for i in issues if i.severity == "warning"),
         "issues": dict(sorted(by_kind.items())),
         "near_duplicates": {
             "max_distance": near_duplicate_distance,

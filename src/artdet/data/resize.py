@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from artdet.data.dataset import Sample, write_manifest
-from artdet.data.validate import ORIENT_TRANSPOSE, Validation
+from artdet.data.validate import ORIENT_TRANSPOSE, DatasetValidation
 from artdet.defaults import default
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _encode(image: Image.Image, max_bytes: int, quality: int) -> tuple[bytes, tu
 
 def resize_images(
     dataset: str | Path,
-    validation: Validation,
+    validation: DatasetValidation,
     out_dir: str | Path,
     manifest: str | Path,
     max_side: int = default("resize.max_side"),

@@ -16,6 +16,7 @@ import io
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from artdet.data.classes import ClassResolver, discover_classes, read_box_names
 from artdet.data.dataset import DatasetError, find_pairs
-from artdet.data.voc import AnnotationError, read_voc
+from artdet.data.voc import AnnotationError, Box, read_voc
 from artdet.defaults import default
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,28 @@ class ValidatedImage:
     objects: list[dict] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class BoxFrame:
+    """The pixels one image's XML boxes were drawn on, and how to bring them to the displayed image.
+
+    ``name`` is ``"stored"`` (the file's pixels, as LabelImg shows them) or ``"oriented"`` (with
+    EXIF orientation applied); ``size`` is that frame's (width, height); ``scale`` takes the XML's
+    coordinates to it (not 1 when ``<size>`` differs from the image); ``orientation`` and
+    ``stored`` (the file's size) turn a stored-pixel box upright.
+    """
+
+    name: str
+    size: tuple[int, int]
+    scale: tuple[float, float]
+    orientation: int
+    stored: tuple[int, int]
+
+    @property
+    def turns(self) -> bool:
+        """Whether boxes must be turned by the EXIF orientation (drawn on stored pixels of a rotated photo)."""
+        return self.name == "stored" and self.orientation != 1
+
+
 @dataclass
 class Options:
     """How to treat what the data does not say by itself (config.yaml's data settings)."""
@@ -122,7 +145,7 @@ class Options:
 
 
 @dataclass
-class Validation:
+class DatasetValidation:
     """What one validation run found: the usable images, the issues and the class list."""
 
     classes: list[str]
@@ -141,7 +164,7 @@ class Validation:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> Validation:
+    def from_json(cls, data: dict) -> DatasetValidation:
         return cls(
             classes=data["classes"],
             images=[ValidatedImage(**i) for i in data["images"]],
@@ -154,7 +177,7 @@ class Validation:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
-    def read(cls, path: str | Path) -> Validation:
+    def read(cls, path: str | Path) -> DatasetValidation:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
@@ -192,7 +215,7 @@ def orient_box(box: tuple[float, float, float, float], orientation: int, width: 
     return min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
 
 
-def _probe(path: Path) -> tuple[bytes, Image.Image, tuple[int, int]]:
+def _decode(path: Path) -> tuple[bytes, Image.Image, tuple[int, int]]:
     """The file's bytes, a fully decoded (JPEG: reduced-scale) image and its stored size.
 
     Raises if the image cannot be decoded to the end.
@@ -214,7 +237,9 @@ def _orientation(image: Image.Image) -> int:
     return value if value in range(1, 9) else 1
 
 
-class _Validator:
+class _DatasetChecker:
+    """Checks one image/XML pair at a time and collects the issues of the whole run."""
+
     def __init__(self, root: Path, options: Options):
         self.root = root
         self.options = options
@@ -269,6 +294,32 @@ class _Validator:
         size = stored if frame == "stored" else oriented
         return frame, (None if xml_size == size else xml_size)
 
+    def _box_frame(
+        self,
+        rel: str,
+        xml_rel: str | None,
+        xml_size: tuple[int, int] | None,
+        stored: tuple[int, int],
+        oriented: tuple[int, int],
+        orientation: int,
+    ) -> BoxFrame:
+        """The frame of an image's boxes (:meth:`_frame`), noting a rescale and an EXIF turn."""
+        name, rescale_from = self._frame(rel, xml_size, stored, oriented, orientation)
+        size = stored if name == "stored" else oriented
+        if rescale_from is not None:
+            self.note(
+                "size_mismatch",
+                xml_rel,
+                f"<size> says {rescale_from[0]}x{rescale_from[1]} but the "
+                f"image is {size[0]}x{size[1]}; boxes rescaled (was the image resized "
+                "after labelling?)",
+            )
+        if name == "stored" and orientation != 1:
+            self.note("exif_oriented", rel, f"EXIF orientation {orientation}: pixels and boxes turned upright")
+        sx = size[0] / rescale_from[0] if rescale_from else 1.0
+        sy = size[1] / rescale_from[1] if rescale_from else 1.0
+        return BoxFrame(name, size, (sx, sy), orientation, stored)
+
     def image(self, image_path: Path, xml_path: Path | None, resolve) -> ValidatedImage | None:
         rel = image_path.relative_to(self.root).as_posix()
         xml_rel = xml_path.relative_to(self.root).as_posix() if xml_path else None
@@ -290,7 +341,7 @@ class _Validator:
             self.note("negative_dropped", rel, "no XML beside this image; dropped (negatives: drop)", dropped="image")
             return None
         try:
-            data, probe, stored = _probe(image_path)
+            data, probe, stored = _decode(image_path)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             self.note(
                 "image_unreadable",
@@ -315,22 +366,9 @@ class _Validator:
             xml_size = (annotation.width, annotation.height) if annotation.width and annotation.height else None
             if xml_size is None:
                 self.note("size_missing", xml_rel, f"no <size>; using the image's {stored[0]}x{stored[1]}")
-            frame, rescale_from = self._frame(rel, xml_size, stored, oriented, orientation)
-            frame_size = stored if frame == "stored" else oriented
-            if rescale_from is not None:
-                self.note(
-                    "size_mismatch",
-                    xml_rel,
-                    f"<size> says {rescale_from[0]}x{rescale_from[1]} but the "
-                    f"image is {frame_size[0]}x{frame_size[1]}; boxes rescaled (was the image resized "
-                    "after labelling?)",
-                )
-            if frame == "stored" and orientation != 1:
-                self.note("exif_oriented", rel, f"EXIF orientation {orientation}: pixels and boxes turned upright")
-            sx = frame_size[0] / rescale_from[0] if rescale_from else 1.0
-            sy = frame_size[1] / rescale_from[1] if rescale_from else 1.0
+            frame = self._box_frame(rel, xml_rel, xml_size, stored, oriented, orientation)
             for index, box in enumerate(annotation.boxes):
-                obj = self.box(xml_rel, index, box, resolve, (sx, sy), frame, frame_size, orientation, stored, oriented)
+                obj = self.box(xml_rel, index, box, resolve, frame)
                 if obj is not None:
                     objects.append(obj)
         return ValidatedImage(
@@ -346,7 +384,11 @@ class _Validator:
             objects=objects,
         )
 
-    def box(self, xml_rel, index, box, resolve, scale, frame, frame_size, orientation, stored, oriented):
+    def box(
+        self, xml_rel: str, index: int, box: Box, resolve: Callable[[str], str | None], frame: BoxFrame
+    ) -> dict | None:
+        """One box in the displayed image's pixels, repaired (ordered, clipped) or dropped, with the issue noted."""
+        scale = frame.scale
         name = resolve(box.name)
         if name is None:
             self.note(
@@ -369,7 +411,7 @@ class _Validator:
             )
             x0, x1 = sorted((x0, x1))
             y0, y1 = sorted((y0, y1))
-        w, h = frame_size
+        w, h = frame.size
         cx0, cy0, cx1, cy1 = max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
         if cx1 - cx0 < 1 or cy1 - cy0 < 1:
             self.note(
@@ -384,8 +426,8 @@ class _Validator:
             self.note(
                 "box_clipped", xml_rel, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) clipped to the {w}x{h} image", index
             )
-        if frame == "stored" and orientation != 1:
-            cx0, cy0, cx1, cy1 = orient_box((cx0, cy0, cx1, cy1), orientation, *stored)
+        if frame.turns:
+            cx0, cy0, cx1, cy1 = orient_box((cx0, cy0, cx1, cy1), frame.orientation, *frame.stored)
         return {
             "name": name,
             "xmin": cx0,
@@ -426,7 +468,7 @@ def _check_classes(box_names: dict[str, list[str]], options: Options) -> list[st
 
 def validate_dataset(
     root: str | Path, options: Options | None = None, shard: int | None = None, shards: int = 1
-) -> Validation:
+) -> DatasetValidation:
     """Validate every image/XML pair under ``root`` (or one shard of them).
 
     Raises :class:`ValidationError` for what cannot be repaired (an XML with no
@@ -438,17 +480,17 @@ def validate_dataset(
     box_names = {xml.relative_to(root).as_posix(): read_box_names(xml) for _, xml in pairs if xml is not None}
     classes = _check_classes(box_names, options)
     resolve = ClassResolver(classes) if classes else (lambda name: None)
-    validator = _Validator(root, options)
+    checker = _DatasetChecker(root, options)
     images = []
     for image_path, xml_path in pairs:
         try:
-            item = validator.image(image_path, xml_path, resolve)
+            item = checker.image(image_path, xml_path, resolve)
         except AnnotationError as exc:
             raise ValidationError(f"{exc}; fix or delete the XML file") from exc
         if item is not None:
             images.append(item)
     boxes_found = sum(len(names) for names in box_names.values())
-    result = Validation(classes, images, validator.issues, len(pairs), boxes_found)
+    result = DatasetValidation(classes, images, checker.issues, len(pairs), boxes_found)
     if options.strict:
         warnings = [i for i in result.issues if i.severity == "warning"]
         if warnings:

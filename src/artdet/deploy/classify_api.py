@@ -2,9 +2,9 @@
 
 A router rather than more routes in ``serve.py``, so that ``artdet serve --classifier PATH``
 mounts it beside the detectors, and a classifier can also be served alone
-(:func:`create_classify_app`). Uploads go through the detector's
-:func:`~artdet.deploy.serve.process_image`, so the two endpoints share their limits, their
-queue and their answers: 400 empty or corrupt, 401 without the API key, 413 too large,
+(:func:`artdet.deploy.serve.create_classify_app`). Uploads go through
+:func:`artdet.deploy.http.process_image`, as the detector's do, so the two endpoints share
+their limits, their queue and their answers: 400 empty or corrupt, 401 without the API key, 413 too large,
 415 not an image, 422 a bad query parameter, 503 busy.
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from artdet import __version__
 from artdet.classify.model import Classifier
-from artdet.deploy.serve import IMAGE_BODY, Gate, Limits, _error_responses, create_app, process_image
+from artdet.deploy.http import IMAGE_BODY, Gate, Limits, error_responses, process_image
 
 
 def classify_router(
@@ -37,7 +37,7 @@ def classify_router(
     gate = gate or Gate(limits.max_concurrency, limits.max_queue)
     router = APIRouter(tags=["classify"], dependencies=list(dependencies))
 
-    @router.get("/v1/classifier", summary="The classifier's classes and settings", responses=_error_responses(401))
+    @router.get("/v1/classifier", summary="The classifier's classes and settings", responses=error_responses(401))
     def classifier_info() -> dict:
         return {"classes": classifier.classes, "settings": classifier.settings, "artdet_version": __version__}
 
@@ -49,7 +49,7 @@ def classify_router(
             "body. Answers `label` (a class, or `unknown` when no known work matches) and the `top` classes with "
             "scores (0..1, summing to 1 over all classes) and, with the geometric check, homography inliers."
         ),
-        responses=_error_responses(400, 401, 413, 415, 422, 503),
+        responses=error_responses(400, 401, 413, 415, 422, 503),
         openapi_extra=IMAGE_BODY,
     )
     async def classify(request: Request, top_k: int = Query(3, ge=1, le=100)) -> dict:
@@ -58,8 +58,3 @@ def classify_router(
         return {"width": int(pixels.shape[1]), "height": int(pixels.shape[0]), **prediction.as_dict()}
 
     return router
-
-
-def create_classify_app(model: str | Path, limits: Limits | None = None, api_key: str | None = None) -> FastAPI:
-    """A server with the classifier alone (``uvicorn`` it, or test it with FastAPI's TestClient)."""
-    return create_app({}, limits, api_key, classifier=model)

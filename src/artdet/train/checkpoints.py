@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from artdet.train.hashing import update_from_file
+
 BASE = "https://storage.googleapis.com/tf_model_garden/vision"
 REGISTRY: dict[str, dict] = {
     "retinanet_resnet50_coco": {
@@ -73,9 +75,7 @@ def files_sha256(prefix: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(prefix.parent.glob(f"{prefix.name}.*")):
         digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_from_file(digest, path)
     return digest.hexdigest()
 
 

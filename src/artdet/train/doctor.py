@@ -106,11 +106,25 @@ def _memory_gib() -> dict[str, float | None]:
     return values
 
 
+def mixed_precision_dtype(setting: str, gpus: list) -> str:
+    """The compute dtype: ``auto`` is float16 on GPUs with tensor cores (compute capability >= 7.0).
+
+    It lives here, below the trainer, because both the trainer (to set the policy) and
+    :func:`collect` (to report it) need it.
+    """
+    if setting != "auto":
+        return setting
+    if not gpus:
+        return "float32"
+    import tensorflow as tf
+
+    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
+    return "float16" if tuple(capability) >= (7, 0) else "float32"
+
+
 def collect(path: str | Path = ".") -> dict[str, Any]:
     """Everything ``artdet doctor`` reports, as a dict; ``path`` is where the free disk is measured."""
     import tensorflow as tf
-
-    from artdet.train.trainer import mixed_precision_dtype
 
     build = tf.sysconfig.get_build_info()
     physical = tf.config.list_physical_devices("GPU")

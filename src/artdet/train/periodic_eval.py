@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class EarlyStop(Exception):
-    """Raised by :class:`Validator` (an orbit train action) to end training; ``artdet train`` catches it.
+    """Raised by :class:`PeriodicValidator` (an orbit train action) to end training; ``artdet train`` catches it.
 
     Orbit's controller has no way for an action to end the run, and raising
     from the action leaves it in a known state: the train loop of ``step`` is
@@ -66,7 +66,7 @@ def denormalise(image: np.ndarray) -> np.ndarray:
     return np.clip(image * np.array(STDDEV_RGB) + np.array(MEAN_RGB), 0, 255).astype(np.uint8)
 
 
-class Validator:
+class PeriodicValidator:
     """An orbit train action that validates the training model every ``every`` steps and at ``total``."""
 
     def __init__(

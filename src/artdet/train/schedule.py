@@ -168,7 +168,7 @@ def fitted(settings: Settings, total: int) -> dict[str, int]:
 
 
 def validation_steps(total: int, interval: int, after: int = 0) -> list[int]:
-    """The steps in (``after``, ``total``] at which the Validator scores the model."""
+    """The steps in (``after``, ``total``] at which the PeriodicValidator scores the model."""
     points = list(range(interval, total, interval)) if interval > 0 else []
     return [step for step in [*points, total] if step > after]
 

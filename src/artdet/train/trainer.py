@@ -4,7 +4,7 @@ Model Garden's orbit controller does the work: it restores the newest
 checkpoint in the model folder (so an interrupted run continues) and writes
 TensorBoard summaries under ``<model_dir>/train``. Two train actions run after
 every ``steps_per_loop`` steps: :class:`~artdet.train.progress.Progress` prints step, images/s, loss,
-learning rate and ETA, and :class:`artdet.train.periodic_eval.Validator` scores the
+learning rate and ETA, and :class:`artdet.train.periodic_eval.PeriodicValidator` scores the
 model on the val split every ``validation_interval`` steps and keeps the
 ``best`` checkpoint (Model Garden's built-in COCO evaluator crashes under
 numpy 2, so it is not used). The test split is never read here: it is kept
@@ -22,8 +22,12 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from artdet.train.doctor import collect, mixed_precision_dtype
+from artdet.train.hashing import file_sha256, update_from_file
 from artdet.train.progress import Progress, tell
 from artdet.train.schedule import PROBE_LOOPS, Measured, Settings, plan_budget
 
@@ -168,16 +172,10 @@ def write_reproducibility(
     sha256 and size of each record, the package versions and the machine (``artdet doctor
     --json``), and how training ran (replicas, precision, steps).
     """
-    from artdet.train.doctor import collect
-
     shutil.copyfile(pipeline, model_dir / "pipeline.yaml")
     files = {}
     for record in sorted(records):
-        digest = hashlib.sha256()
-        with open(record, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        files[Path(record).name] = {"sha256": digest.hexdigest(), "bytes": Path(record).stat().st_size}
+        files[Path(record).name] = {"sha256": file_sha256(record), "bytes": Path(record).stat().st_size}
     machine = collect(model_dir)
     record = {
         "pipeline": "pipeline.yaml",
@@ -218,25 +216,11 @@ def is_chief() -> bool:
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
-def mixed_precision_dtype(setting: str, gpus: list) -> str:
-    """The compute dtype: ``auto`` is float16 on GPUs with tensor cores (compute capability >= 7.0)."""
-    if setting != "auto":
-        return setting
-    if not gpus:
-        return "float32"
-    import tensorflow as tf
-
-    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
-    return "float16" if tuple(capability) >= (7, 0) else "float32"
-
-
 def fingerprint(pipeline: str | Path, records: list[str]) -> str:
     """A hash of the rendered config and the bytes of the TFRecords it reads."""
     digest = hashlib.sha256(Path(pipeline).read_bytes())
     for record in sorted(records):
-        with open(record, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_from_file(digest, record)
     return digest.hexdigest()
 
 
@@ -341,7 +325,7 @@ def _apply_length(params, schedule: dict, steps: int) -> None:
     params.override({"trainer": trainer_fields(_settings(schedule), lr, steps)}, is_strict=True)
 
 
-def _probe(controller, validator, progress, per_loop: int, model_dir: Path, started: float) -> Measured:
+def _measure_budget(controller, validator, progress, per_loop: int, model_dir: Path, started: float) -> Measured:
     """Train :data:`PROBE_LOOPS` loops, validate and save a checkpoint, timing each.
 
     The first loop traces the train function and is left out of the speed.
@@ -386,24 +370,86 @@ def _probe(controller, validator, progress, per_loop: int, model_dir: Path, star
     )
 
 
+@dataclass
+class _Run:
+    """One training run's state, set up by :func:`_set_up` and read by the later steps.
+
+    Model Garden's tasks keep this state on ``self``; here it is one object passed from step
+    to step, so each step's inputs are named.
+    """
+
+    pipeline: str | Path
+    model_dir: Path
+    seed: int
+    started: float
+    params: Any
+    header: dict
+    records: list[str]
+    data_fingerprint: str
+    dtype: str
+    plan: dict | None
+    strategy: Any
+    replicas: int
+    task: Any
+    trainer: Any
+    planned_lr: Any
+    start_step: int
+    progress: Progress
+    validation: dict
+    validator: Any
+    controller: Any
+
+    @property
+    def schedule(self) -> dict:
+        return self.header.get("schedule") or {}
+
+    @property
+    def experiment(self) -> str:
+        return self.header["experiment"]
+
+    @property
+    def batches(self) -> int:
+        """Batch-norm recalibration batches (0: the trained statistics are kept)."""
+        return int(self.header.get("bn_recalibration_batches", 0))
+
+    @property
+    def plan_path(self) -> Path:
+        return self.model_dir / "plan.json"
+
+
 def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     """Train for the length the pipeline's schedule gives; return a summary written to ``train_summary.json``.
 
     A fixed length (epochs or train_steps, rendered into ``trainer.train_steps``)
     trains to its end unless early stopping (``patience``) ends it first. A
     time budget is planned here: a probe measures the speed, validation and
-    checkpoint costs (:func:`_probe`), :func:`artdet.train.schedule.plan_budget` fixes
+    checkpoint costs (:func:`_measure_budget`), :func:`artdet.train.schedule.plan_budget` fixes
     the steps, ``plan.json`` keeps the plan, and a resumed run uses it as it is.
     The budget counts from this function's start (TensorFlow's import included).
+
+    The steps read like a Model Garden task's: set up the run, plan its length, run the
+    loop, finish.
     """
     started = time.perf_counter()
+    run = _set_up(pipeline, Path(model_dir), seed, started)
+    start = time.perf_counter()
+    stop_reason = None
+    if run.validator is not None and run.start_step in {h["step"] for h in run.validator.history}:
+        stop_reason = run.validator.stop_reason(run.start_step)
+    with run.strategy.scope():
+        if run.planned_lr is not None:
+            stop_reason = _plan_length(run)
+        stop_reason = _run_loop(run, stop_reason)
+    return _finish(run, stop_reason, time.perf_counter() - start)
+
+
+def _set_up(pipeline: str | Path, model_dir: Path, seed: int, started: float) -> _Run:
+    """Load the config, seed, pick the model folder, precision and strategy; build the task, trainer and actions."""
     import numpy as np
-    import orbit
     import tensorflow as tf
     from absl import logging as absl_logging
-    from official.core import task_factory, train_lib, train_utils
+    from official.core import train_utils
 
-    from artdet.train.periodic_eval import EarlyStop, Validator
     from artdet.train.pipeline_config import load_params
 
     absl_logging.set_verbosity(absl_logging.INFO)
@@ -417,20 +463,78 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
     np.random.seed(seed)
     tf.random.set_seed(seed)
     schedule = header.get("schedule") or {}
-    experiment = header["experiment"]
-    model_dir = Path(model_dir)
-    if not is_chief():
-        # Every multi-worker worker saves checkpoints (a collective step); only the chief's are kept.
-        index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-        model_dir = model_dir.with_name(f"{model_dir.name}.worker-{index}")
-    records = [
+    model_dir = _worker_folder(model_dir)
+    records = _records(params)
+    data_fingerprint = fingerprint(pipeline, records)
+    _set_aside_if_stale(model_dir, data_fingerprint)
+    dtype = _set_precision(params, header)
+    plan = _kept_plan(params, schedule, model_dir)
+    strategy = _strategy(distribution)
+    replicas = int(strategy.num_replicas_in_sync)
+    scaled = scale_to_replicas(params, schedule, replicas)
+    if scaled:
+        tell(f"distribution | {_strategy_name(strategy)}: {scaled}")
+    train_utils.serialize_config(params, str(model_dir))
+    new_plan = schedule.get("unit") == "time_budget" and plan is None
+    task, trainer, planned_lr = _build(params, schedule, model_dir, strategy, new_plan)
+    resumed = tf.train.latest_checkpoint(str(model_dir))
+    start_step = int(resumed.rsplit("-", 1)[1]) if resumed else 0
+    if resumed:
+        log.info("resuming from %s (step %d of %d)", resumed, start_step, params.trainer.train_steps)
+    progress = Progress(
+        start_step, params.trainer.train_steps, params.trainer.steps_per_loop, params.task.train_data.global_batch_size
+    )
+    validation = validation_split(params, header, pipeline)
+    validator = _validator(params, header, model_dir, task, trainer, progress, validation)
+    actions = [progress, validator] if validator else [progress]
+    return _Run(
+        pipeline=pipeline,
+        model_dir=model_dir,
+        seed=seed,
+        started=started,
+        params=params,
+        header=header,
+        records=records,
+        data_fingerprint=data_fingerprint,
+        dtype=dtype,
+        plan=plan,
+        strategy=strategy,
+        replicas=replicas,
+        task=task,
+        trainer=trainer,
+        planned_lr=planned_lr,
+        start_step=start_step,
+        progress=progress,
+        validation=validation,
+        validator=validator,
+        controller=_controller(params, model_dir, strategy, task, trainer, actions),
+    )
+
+
+def _records(params) -> list[str]:
+    """The TFRecord files the run reads (train and validation): what the fingerprint hashes."""
+    return [
         path
         for pattern in (params.task.train_data.input_path, params.task.validation_data.input_path)
         for path in pattern.split(",")
         if path
     ]
-    data_fingerprint = fingerprint(pipeline, records)
-    _set_aside_if_stale(model_dir, data_fingerprint)
+
+
+def _worker_folder(model_dir: Path) -> Path:
+    """The model folder, or a non-chief worker's own beside it.
+
+    Every multi-worker worker saves checkpoints (a collective step); only the chief's are kept.
+    """
+    if is_chief():
+        return model_dir
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    return model_dir.with_name(f"{model_dir.name}.worker-{index}")
+
+
+def _set_precision(params, header: dict) -> str:
+    """Set the compute dtype (``mixed_precision`` in the header) on the params and Keras; return it."""
+    import tensorflow as tf
     from official.modeling import performance
 
     dtype = mixed_precision_dtype(header.get("mixed_precision", "auto"), tf.config.list_physical_devices("GPU"))
@@ -439,151 +543,190 @@ def train(pipeline: str | Path, model_dir: str | Path, seed: int = 0) -> dict:
         params.runtime.loss_scale = "dynamic"
     performance.set_mixed_precision_policy(dtype)
     log.info("compute dtype %s", dtype)
-    budget = schedule.get("unit") == "time_budget"
+    return dtype
+
+
+def _kept_plan(params, schedule: dict, model_dir: Path) -> dict | None:
+    """A time budget's ``plan.json`` from an earlier start of this run, applied to the params (None: none yet)."""
     plan_path = model_dir / "plan.json"
+    budget = schedule.get("unit") == "time_budget"
     plan = json.loads(plan_path.read_text()) if budget and plan_path.exists() else None
     if plan is not None:
         _apply_length(params, schedule, plan["train_steps"])
         log.info("plan | %s (kept from %s: a resumed run is not re-planned)", plan["reason"], plan_path)
     elif schedule and not budget:
         log.info("length | %s", schedule["reason"])
-    strategy = _strategy(distribution)
-    replicas = int(strategy.num_replicas_in_sync)
-    scaled = scale_to_replicas(params, schedule, replicas)
-    if scaled:
-        tell(f"distribution | {_strategy_name(strategy)}: {scaled}")
-    train_utils.serialize_config(params, str(model_dir))
+    return plan
+
+
+def _build(params, schedule: dict, model_dir: Path, strategy, new_plan: bool):
+    """The Model Garden task and trainer, under the strategy; with ``new_plan``, the planned learning rate too.
+
+    The planned schedule replaces the optimizer's before the first step traces the train
+    function; its total is set once the budget is planned.
+    """
+    from official.core import task_factory, train_utils
+
     planned_lr = None
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=str(model_dir))
         trainer = train_utils.create_trainer(params, task, train=True, evaluate=False)
-        if budget and plan is None:
-            # Before the first step traces the train function; the total is set once planned.
+        if new_plan:
             cosine = params.trainer.optimizer_config.learning_rate.cosine
             planned_lr = planned_learning_rate(cosine.initial_learning_rate, schedule["warmup_steps"], 10**9)
             trainer.optimizer.learning_rate = planned_lr
-    resumed = tf.train.latest_checkpoint(str(model_dir))
-    start_step = int(resumed.rsplit("-", 1)[1]) if resumed else 0
-    if resumed:
-        log.info("resuming from %s (step %d of %d)", resumed, start_step, params.trainer.train_steps)
-    progress = Progress(
-        start_step, params.trainer.train_steps, params.trainer.steps_per_loop, params.task.train_data.global_batch_size
-    )
-    batches = int(header.get("bn_recalibration_batches", 0))
+    return task, trainer, planned_lr
+
+
+def _validator(params, header: dict, model_dir: Path, task, trainer, progress: Progress, validation: dict):
+    """The validation train action, or None without a val split (where ``patience`` has nothing to stop on)."""
+    from artdet.train.periodic_eval import PeriodicValidator
+
+    schedule = header.get("schedule") or {}
+    if not validation["enabled"]:
+        if schedule.get("patience"):
+            log.warning("patience %s has no effect: there is no validation to stop on", schedule["patience"])
+        return None
     classes = header.get("classes") or [f"class {i}" for i in range(1, params.task.model.num_classes)]
-    validation = validation_split(params, header, pipeline)
-    validator = None
-    if validation["enabled"]:
-        validator = Validator(
-            trainer,
-            task,
-            params,
-            experiment,
-            model_dir,
-            classes,
-            batches,
-            on_done=progress.exclude,
-            split=validation["split"],
-            patience=schedule.get("patience"),
-        )
-    elif schedule.get("patience"):
-        log.warning("patience %s has no effect: there is no validation to stop on", schedule["patience"])
+    return PeriodicValidator(
+        trainer,
+        task,
+        params,
+        header["experiment"],
+        model_dir,
+        classes,
+        int(header.get("bn_recalibration_batches", 0)),
+        on_done=progress.exclude,
+        split=validation["split"],
+        patience=schedule.get("patience"),
+    )
+
+
+def _controller(params, model_dir: Path, strategy, task, trainer, actions: list):
+    """Orbit's controller, from Model Garden's experiment runner, with the train actions."""
+    from official.core import train_lib
+
     runner = train_lib.OrbitExperimentRunner(
         distribution_strategy=strategy,
         task=task,
         mode="train",
         params=params,
         model_dir=str(model_dir),
-        train_actions=[progress, validator] if validator else [progress],
+        train_actions=actions,
         trainer=trainer,
     )
-    controller = runner.controller
-    start = time.perf_counter()
-    stop_reason = None
-    if validator is not None and start_step in {h["step"] for h in validator.history}:
-        stop_reason = validator.stop_reason(start_step)
-    with strategy.scope():
-        if planned_lr is not None:
-            log.info(
-                "plan | time_budget %s: measuring the speed over %d loops of %d steps",
-                schedule["time_budget"],
-                PROBE_LOOPS,
-                params.trainer.steps_per_loop,
-            )
-            if validator is not None:
-                validator.set_schedule(None, 0)
-            measured = _probe(controller, validator, progress, params.trainer.steps_per_loop, model_dir, started)
-            plan = plan_budget(
-                schedule["budget_seconds"],
-                measured,
-                _settings(schedule),
-                params.task.train_data.global_batch_size,
-                schedule.get("train_images"),
-                schedule["time_budget"],
-            )
-            _apply_length(params, schedule, plan["train_steps"])
-            planned_lr.set_length(plan["warmup_steps"], plan["train_steps"])
-            train_utils.serialize_config(params, str(model_dir))
-            plan_path.write_text(json.dumps(plan, indent=2) + "\n")
-            tell(f"plan | {plan['reason']}")
-            stop_reason = validator.stop_reason(measured.done_steps) if validator is not None else None
-        total = int(params.trainer.train_steps)
-        if validator is not None:
-            validator.set_schedule(total, int(params.trainer.validation_interval))
-        progress.total = total
-        if stop_reason:
-            log.info("early stop | already stopped at step %d: %s", start_step, stop_reason)
-        else:
-            try:
-                controller.train(steps=total)
-            except EarlyStop as stop:
-                # Orbit left this loop's summaries unwritten and its checkpoint unsaved.
-                controller.summary_manager.write_summaries(tf.nest.map_structure(orbit.utils.get_value, stop.output))
-                controller.summary_manager.flush()
-                controller.save_checkpoint()
-                stop_reason = stop.reason
-                tell(f"early stop | step {stop.step} of {total}: {stop.reason}")
-    seconds = time.perf_counter() - start
-    step = int(trainer.global_step.numpy())
-    latest = tf.train.latest_checkpoint(str(model_dir))
-    final = None
-    if latest and batches > 0:
-        final_prefix = model_dir / "final" / "model"
-        if validator is not None and validator.last_step == step:
-            # The validation at the last step recomputed the statistics of these very weights.
-            final = validator.write(final_prefix)
-        else:
-            from artdet.train.batch_norm import recalibrate
+    return runner.controller
 
-            final = recalibrate(params, experiment, latest, batches, final_prefix)
+
+def _plan_length(run: _Run) -> str | None:
+    """Probe the speed, plan the time budget, and fix the run's length; return an early stop already reached."""
+    from official.core import train_utils
+
+    params, schedule, validator = run.params, run.schedule, run.validator
+    log.info(
+        "plan | time_budget %s: measuring the speed over %d loops of %d steps",
+        schedule["time_budget"],
+        PROBE_LOOPS,
+        params.trainer.steps_per_loop,
+    )
+    if validator is not None:
+        validator.set_schedule(None, 0)
+    measured = _measure_budget(
+        run.controller, validator, run.progress, params.trainer.steps_per_loop, run.model_dir, run.started
+    )
+    plan = plan_budget(
+        schedule["budget_seconds"],
+        measured,
+        _settings(schedule),
+        params.task.train_data.global_batch_size,
+        schedule.get("train_images"),
+        schedule["time_budget"],
+    )
+    _apply_length(params, schedule, plan["train_steps"])
+    run.planned_lr.set_length(plan["warmup_steps"], plan["train_steps"])
+    train_utils.serialize_config(params, str(run.model_dir))
+    run.plan_path.write_text(json.dumps(plan, indent=2) + "\n")
+    run.plan = plan
+    tell(f"plan | {plan['reason']}")
+    return validator.stop_reason(measured.done_steps) if validator is not None else None
+
+
+def _run_loop(run: _Run, stop_reason: str | None) -> str | None:
+    """Train to the planned total unless already stopped; return why training stopped early (None: it did not)."""
+    import orbit
+    import tensorflow as tf
+
+    from artdet.train.periodic_eval import EarlyStop
+
+    total = int(run.params.trainer.train_steps)
+    if run.validator is not None:
+        run.validator.set_schedule(total, int(run.params.trainer.validation_interval))
+    run.progress.total = total
+    if stop_reason:
+        log.info("early stop | already stopped at step %d: %s", run.start_step, stop_reason)
+        return stop_reason
+    controller = run.controller
+    try:
+        controller.train(steps=total)
+    except EarlyStop as stop:
+        # Orbit left this loop's summaries unwritten and its checkpoint unsaved.
+        controller.summary_manager.write_summaries(tf.nest.map_structure(orbit.utils.get_value, stop.output))
+        controller.summary_manager.flush()
+        controller.save_checkpoint()
+        tell(f"early stop | step {stop.step} of {total}: {stop.reason}")
+        return stop.reason
+    return None
+
+
+def _final_checkpoint(run: _Run, latest: str | None, step: int) -> str | None:
+    """The ``final`` checkpoint with recalibrated batch-norm statistics (None without recalibration)."""
+    if not latest or run.batches <= 0:
+        return None
+    final_prefix = run.model_dir / "final" / "model"
+    if run.validator is not None and run.validator.last_step == step:
+        # The validation at the last step recomputed the statistics of these very weights.
+        return run.validator.write(final_prefix)
+    from artdet.train.batch_norm import recalibrate
+
+    return recalibrate(run.params, run.experiment, latest, run.batches, final_prefix)
+
+
+def _finish(run: _Run, stop_reason: str | None, seconds: float) -> dict:
+    """Write the final checkpoint, ``train_summary.json`` and ``reproducibility.json``; return the summary."""
+    import tensorflow as tf
+
+    params, validator, model_dir = run.params, run.validator, run.model_dir
+    step = int(run.trainer.global_step.numpy())
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    final = _final_checkpoint(run, latest, step)
     summary = {
-        "experiment": experiment,
-        "train_steps": total,
+        "experiment": run.experiment,
+        "train_steps": int(params.trainer.train_steps),
         "steps": step,
         "stopped_early": bool(stop_reason),
         "stopped_at_step": step if stop_reason else None,
         "stop_reason": stop_reason,
-        "length": plan["reason"] if plan else schedule.get("reason"),
+        "length": run.plan["reason"] if run.plan else run.schedule.get("reason"),
         "batch_size": params.task.train_data.global_batch_size,
         "seconds": round(seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "total_seconds": round(time.perf_counter() - run.started, 1),
         "checkpoint": Path(latest).name if latest else None,
         "final_checkpoint": str(Path(final).relative_to(model_dir)) if final else None,
-        "bn_recalibration_batches": batches,
-        "validation": validation,
+        "bn_recalibration_batches": run.batches,
+        "validation": run.validation,
         "best": validator.best if validator else None,
         "validations": len(validator.history) if validator else 0,
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
-        "mixed_precision": dtype,
-        "distribution": _strategy_name(strategy),
-        "replicas": replicas,
-        "replica_weight_spread": replica_weight_spread(trainer.model),
-        "weights_sha256": weights_digest(trainer.model),
-        "seed": seed,
+        "mixed_precision": run.dtype,
+        "distribution": _strategy_name(run.strategy),
+        "replicas": run.replicas,
+        "replica_weight_spread": replica_weight_spread(run.trainer.model),
+        "weights_sha256": weights_digest(run.trainer.model),
+        "seed": run.seed,
     }
-    if plan:
-        summary["plan"] = plan
+    if run.plan:
+        summary["plan"] = run.plan
     (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_reproducibility(model_dir, pipeline, records, data_fingerprint, summary)
+    write_reproducibility(model_dir, run.pipeline, run.records, run.data_fingerprint, summary)
     log.info("training finished: %s", summary)
     return summary
