@@ -22,6 +22,7 @@ validate(config, "src/artdet/config.schema.yaml")
 
 
 include: "rules/common.smk"
+include: "rules/inputs.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/export.smk"

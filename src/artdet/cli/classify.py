@@ -220,11 +220,11 @@ def _box_features(args: argparse.Namespace) -> None:
     from artdet.classify.features import FeatureSettings, write_shard
     from artdet.data.dataset import read_manifest
     from artdet.data.split import read_sides
-    from artdet.data.validate import Validation
+    from artdet.data.validate import DatasetValidation
 
     sides = read_sides(args.split)
     sources = {s.source: sides[s.image] for s in read_manifest(args.manifest) if s.image in sides}
-    scan, boxes = train_crops(Validation.read(args.validated).images, sources, args.crop_padding, args.min_side)
+    scan, boxes = train_crops(DatasetValidation.read(args.validated).images, sources, args.crop_padding, args.min_side)
     settings = FeatureSettings(args.max_side, args.upscale_to, args.max_features, args.contrast_threshold)
     write_shard(scan, args.dataset, settings, args.out, args.report, {"boxes_per_side": boxes})
     print(
