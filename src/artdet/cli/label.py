@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from artdet.cli.base import Command
+from artdet.cli.base import Command, config_option
 
 
 def _prelabel_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported SavedModel folder or .tflite file (label_map.pbtxt beside it)")
     p.add_argument("folder", help="photos to pre-label; those with an XML file already are left alone")
-    p.add_argument("--min-score", type=float, default=0.5, help="boxes from this score on are written")
+    config_option(p, "--min-score", "prelabel.min_score", "boxes from this score on are written", type=float)
 
 
 def _prelabel(args: argparse.Namespace) -> None:
