@@ -66,6 +66,7 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
         "epochs": None,
         "time_budget": None,
         "budget_seconds": None,
+        "reserved_seconds": None,
         "train_images": 8,
         "steps": 12,
         "reason": "train_steps 12 (12.0 epochs of 8 images)",
@@ -87,6 +88,7 @@ def test_written_pipeline_loads_back(tmp_path: Path) -> None:
         "classes": ["king", "queen", "dwarf"],
         "validation": {"split": "val", "images": None},
         "anchors": "Model Garden's defaults",
+        "two_stage": None,
     }
     assert params.trainer.train_steps == 12
     assert params.task.model.num_classes == 4

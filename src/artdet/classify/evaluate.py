@@ -110,23 +110,9 @@ def _inliers_of(top: list[dict], label: str | None = None) -> int:
     return int(max(counts, default=0))
 
 
-def evaluate(
-    model_path: str | Path,
-    root: str | Path,
-    test: FeatureSet,
-    items: dict[str, dict],
-    train_labels: list[str],
-    out_dir: str | Path,
-    unseen: str | Path | None = None,
-) -> dict:
-    """Score the model on the test side (and ``unseen`` photos); write metrics, tables and pictures into ``out_dir``."""
-    root, out = Path(root), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    classifier = Classifier(model_path)
+def _answer_test(classifier: Classifier, root: Path, test: FeatureSet, items: dict, known: list[int]):
+    """Each known test picture's answer (a row of predictions.csv) and its latency in ms."""
     classes = classifier.classes
-    known = [i for i in range(len(test)) if str(test.labels[i]) in classes]
-    if not known:
-        raise ValueError(f"{root}: no test picture of a class the model knows; raise classify: test_fraction")
     rows, latencies = [], []
     for i in known:
         item = items[str(test.ids[i])]
@@ -151,6 +137,54 @@ def evaluate(
                 "inliers": _inliers_of(prediction.top, prediction.label),
             }
         )
+    return rows, latencies
+
+
+def _check_unseen_and_margin(classifier: Classifier, unseen: str | Path | None, rows: list[dict], metrics: dict):
+    """The share of ``unseen`` photos called unknown, and the geometric check's inlier margin, into ``metrics``."""
+    unseen_most = None
+    if unseen:
+        files = sorted(p for p in Path(unseen).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        predictions = [classifier(load_rgb(p), top_k=len(classifier.classes)) for p in files]
+        answers = [p.label for p in predictions]
+        metrics["unseen"] = {
+            "folder": str(unseen),
+            "pictures": len(files),
+            "called_unknown": int(sum(a == UNKNOWN for a in answers)),
+            "rejection_rate": round(float(np.mean([a == UNKNOWN for a in answers])), 4) if files else None,
+        }
+        if classifier.settings["verify"] and files:
+            # The check's margin: strangers' best inlier counts stay below min_inliers, known works' above.
+            most = [_inliers_of(p.top) for p in predictions]
+            unseen_most = int(max(most))
+            metrics["unseen"]["inliers"] = {"max": unseen_most, "median": float(np.median(most))}
+    if classifier.settings["verify"]:
+        hits = [r["inliers"] for r in rows if r["correct"]]
+        metrics["geometric_check"] = {
+            "min_inliers": classifier.settings["min_inliers"],
+            "known_inliers": {"min": int(min(hits)), "median": float(np.median(hits))} if hits else None,
+            "unseen_max_inliers": unseen_most,
+        }
+
+
+def evaluate(
+    model_path: str | Path,
+    root: str | Path,
+    test: FeatureSet,
+    items: dict[str, dict],
+    train_labels: list[str],
+    out_dir: str | Path,
+    unseen: str | Path | None = None,
+) -> dict:
+    """Score the model on the test side (and ``unseen`` photos); write metrics, tables and pictures into ``out_dir``."""
+    root, out = Path(root), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    classifier = Classifier(model_path)
+    classes = classifier.classes
+    known = [i for i in range(len(test)) if str(test.labels[i]) in classes]
+    if not known:
+        raise ValueError(f"{root}: no test picture of a class the model knows; raise classify: test_fraction")
+    rows, latencies = _answer_test(classifier, root, test, items, known)
     truth = [r["true"] for r in rows]
     predicted = [r["predicted"] for r in rows]
     metrics = scores_of(truth, predicted, [r["ranked"] for r in rows], classes)
@@ -174,29 +208,7 @@ def evaluate(
         },
         settings=classifier.settings,
     )
-    unseen_most = None
-    if unseen:
-        files = sorted(p for p in Path(unseen).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        predictions = [classifier(load_rgb(p), top_k=len(classes)) for p in files]
-        answers = [p.label for p in predictions]
-        metrics["unseen"] = {
-            "folder": str(unseen),
-            "pictures": len(files),
-            "called_unknown": int(sum(a == UNKNOWN for a in answers)),
-            "rejection_rate": round(float(np.mean([a == UNKNOWN for a in answers])), 4) if files else None,
-        }
-        if classifier.settings["verify"] and files:
-            # The check's margin: strangers' best inlier counts stay below min_inliers, known works' above.
-            most = [_inliers_of(p.top) for p in predictions]
-            unseen_most = int(max(most))
-            metrics["unseen"]["inliers"] = {"max": unseen_most, "median": float(np.median(most))}
-    if classifier.settings["verify"]:
-        hits = [r["inliers"] for r in rows if r["correct"]]
-        metrics["geometric_check"] = {
-            "min_inliers": classifier.settings["min_inliers"],
-            "known_inliers": {"min": int(min(hits)), "median": float(np.median(hits))} if hits else None,
-            "unseen_max_inliers": unseen_most,
-        }
+    _check_unseen_and_margin(classifier, unseen, rows, metrics)
     metrics["confusion_matrix"] = _confusion_png(truth, predicted, classes, out / "confusion_matrix.png")
     _worst_sheet(root, rows, items, out / "worst_examples.jpg")
     with open(out / "predictions.csv", "w", newline="") as f:

@@ -48,7 +48,6 @@ def evaluate_model(
     from artdet.deploy.runtime import Detector
     from artdet.evaluate import inference, reports
     from artdet.evaluate import metrics as scoring
-    from artdet.evaluate.matching import confusion_matrix, image_errors
 
     model, out_dir = Path(model), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -62,20 +61,63 @@ def evaluate_model(
         inference.attach_originals(images, originals, manifests or [])
     found, latencies, boxes = inference.run_detector(detector, images)
     found = scoring.capped(found)
-
-    labels = detector.labels
     ground_truth = scoring.ground_truth_of(images)
+    metrics, matrix, errors = _score(
+        images, found, detector.labels, ground_truth, out_dir, iou_threshold, score_threshold
+    )
+    _draw(images, found, errors, detector.labels, out_dir, score_threshold, worst)
+    metrics.update(
+        {
+            "model_path": str(model),
+            "format": "tflite" if model.suffix == ".tflite" else "saved_model",
+            "size_mb": round(inference.size_bytes(model) / 1e6, 2),
+            "latency_ms": inference.latency_summary(latencies),
+            "thresholds": {"iou": iou_threshold, "score": score_threshold},
+            "confusion_matrix": {
+                "labels": ["background", *(detector.labels[k] for k in sorted(detector.labels))],
+                "counts": matrix.tolist(),
+            },
+            "class_free": scoring.class_free_metrics(ground_truth, boxes),
+            "two_stage": detector.namer is not None,
+            "missed_boxes": int(sum(e[0] for e in errors)),
+            "false_detections": int(sum(e[1] for e in errors)),
+        }
+    )
+    if reference is not None:
+        comparison = _versus(reference, images, ground_truth, found, detector.labels, tolerance, found_min_score)
+        metrics["versus_reference"] = {"reference": str(reference), **comparison}
+        if comparison["warning"]:
+            log.warning("%s %s", model, comparison["warning"])
+    info_path = (model.parent if model.is_file() else model) / "artdet_model.json"
+    if info_path.exists():
+        metrics["model"] = json.loads(info_path.read_text())
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out_dir / "metrics.html").write_text(reports.metrics_html(metrics, out_dir / "per_class.csv"))
+    return metrics
+
+
+def _score(images, found, labels, ground_truth, out_dir: Path, iou_threshold: float, score_threshold: float):
+    """COCO metrics, the confusion matrix and each image's (missed, false) counts; their CSVs and plots."""
+    from artdet.evaluate import metrics as scoring
+    from artdet.evaluate import reports
+    from artdet.evaluate.matching import confusion_matrix, image_errors
+
     metrics, precision = scoring.coco_metrics(ground_truth, scoring.predictions_of(found), labels)
     names = [labels[k] for k in sorted(labels)]
     truths = [im["boxes"] for im in images]
     matrix = confusion_matrix(truths, found, len(names), iou_threshold, score_threshold)
     errors = [image_errors(t, f, iou_threshold, score_threshold) for t, f in zip(truths, found, strict=True)]
-
     reports.write_confusion_csv(matrix, names, out_dir / "confusion_matrix.csv")
     reports.plot_confusion_matrix(matrix, names, out_dir / "confusion_matrix.png", iou_threshold, score_threshold)
     reports.plot_precision_recall(precision, labels, out_dir / "precision_recall.png")
     reports.write_precision_recall_csv(precision, names, out_dir / "precision_recall.csv")
     reports.write_per_class_csv(scoring.per_class_counts(matrix, names, metrics), out_dir / "per_class.csv")
+    return metrics, matrix, errors
+
+
+def _draw(images, found, errors, labels, out_dir: Path, score_threshold: float, worst: int) -> None:
+    """The worst images (most missed boxes, then false detections) and a sample, drawn; every detection as JSON."""
+    from artdet.evaluate import reports
 
     order = sorted(range(len(images)), key=lambda i: (-errors[i][0], -errors[i][1], images[i]["name"]))
     order = [i for i in order if errors[i] != (0, 0)][:worst]
@@ -101,39 +143,14 @@ def evaluate_model(
     reports.contact_sheet([tile(i, images[i]["name"]) for i in samples], out_dir / "sample_detections.jpg")
     reports.write_detections(images, found, out_dir / "detections.json")
 
-    metrics.update(
-        {
-            "model_path": str(model),
-            "format": "tflite" if model.suffix == ".tflite" else "saved_model",
-            "size_mb": round(inference.size_bytes(model) / 1e6, 2),
-            "latency_ms": inference.latency_summary(latencies),
-            "thresholds": {"iou": iou_threshold, "score": score_threshold},
-            "confusion_matrix": {"labels": ["background", *names], "counts": matrix.tolist()},
-            "class_free": scoring.class_free_metrics(ground_truth, boxes),
-            "two_stage": detector.namer is not None,
-            "missed_boxes": int(sum(e[0] for e in errors)),
-            "false_detections": int(sum(e[1] for e in errors)),
-        }
-    )
-    if reference is not None:
-        ref = {row["image"]: row["detections"] for row in json.loads(Path(reference).read_text())}
-        missing = [im["name"] for im in images if im["name"] not in ref]
-        if missing:
-            raise ValueError(f"{reference}: no detections for {missing[:5]}; evaluate both models on the same records")
-        comparison = scoring.versus_reference(
-            ground_truth,
-            found,
-            [[(c, s, tuple(b)) for c, s, b in ref[im["name"]]] for im in images],
-            labels,
-            tolerance,
-            found_min_score,
-        )
-        metrics["versus_reference"] = {"reference": str(reference), **comparison}
-        if comparison["warning"]:
-            log.warning("%s %s", model, comparison["warning"])
-    info_path = (model.parent if model.is_file() else model) / "artdet_model.json"
-    if info_path.exists():
-        metrics["model"] = json.loads(info_path.read_text())
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out_dir / "metrics.html").write_text(reports.metrics_html(metrics, out_dir / "per_class.csv"))
-    return metrics
+
+def _versus(reference, images, ground_truth, found, labels, tolerance: float, found_min_score: float) -> dict:
+    """This form against the SavedModel's detections.json on the same images."""
+    from artdet.evaluate import metrics as scoring
+
+    ref = {row["image"]: row["detections"] for row in json.loads(Path(reference).read_text())}
+    missing = [im["name"] for im in images if im["name"] not in ref]
+    if missing:
+        raise ValueError(f"{reference}: no detections for {missing[:5]}; evaluate both models on the same records")
+    theirs = [[(c, s, tuple(b)) for c, s, b in ref[im["name"]]] for im in images]
+    return scoring.versus_reference(ground_truth, found, theirs, labels, tolerance, found_min_score)

@@ -198,6 +198,41 @@ def scaled_learning_rate(model: dict[str, Any], spec: dict[str, Any]) -> float:
     return float(spec["learning_rate"]) * batch / int(spec["batch_size"])
 
 
+def _apply_fitted_anchors(
+    params: Any, model: dict[str, Any], box_stats: dict[str, Any] | None, size: int, notes: dict[str, str] | None
+) -> None:
+    """Set the anchors :func:`fit_anchors` picks for the train boxes in ``box_stats``; say why in ``notes``."""
+    if box_stats is None:
+        raise ValueError(
+            f"model {model.get('name', '?')!r}: anchors: fit needs the dataset statistics "
+            "(results/data/stats/stats.json; `artdet pipeline-config --stats`)"
+        )
+    anchor = params.task.model.anchor
+    fitted = fit_anchors(
+        box_stats,
+        size,
+        params.task.model.min_level,
+        params.task.model.max_level,
+        anchor.num_scales,
+        anchor.anchor_size,
+        tuple(anchor.aspect_ratios),
+    )
+    if notes is not None:
+        notes["anchors"] = fitted["reason"]
+    fields = {"anchor_size": fitted["anchor_size"], "aspect_ratios": fitted["aspect_ratios"]}
+    _override_strict(params, {"task": {"model": {"anchor": fields}}})
+
+
+def _trainer(model: dict[str, Any], spec: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The trainer block: the schedule's fields for ``steps`` and the preset's (or the model's) optimizer."""
+    trainer = trainer_fields(Settings.of(model), scaled_learning_rate(model, spec), steps)
+    trainer["optimizer_config"] = {
+        "optimizer": _optimizer(model.get("optimizer", spec["optimizer"])),
+        **trainer["optimizer_config"],
+    }
+    return trainer
+
+
 def render(
     model: dict[str, Any],
     num_classes: int,
@@ -229,13 +264,7 @@ def render(
     params = exp_factory.get_exp_config(spec["experiment"])
     size = int(model.get("input_size", spec.get("input_size", 320)))
     batch = int(model.get("batch_size", spec["batch_size"]))
-    length = choose_length(model, train_images, batch)
-    lr = scaled_learning_rate(model, spec)
-    trainer = trainer_fields(Settings.of(model), lr, length.steps)
-    trainer["optimizer_config"] = {
-        "optimizer": _optimizer(model.get("optimizer", spec["optimizer"])),
-        **trainer["optimizer_config"],
-    }
+    trainer = _trainer(model, spec, choose_length(model, train_images, batch).steps)
     init_checkpoint = model.get("init_checkpoint") or (init or {}).get("prefix")
     modules = model.get("init_checkpoint_modules") or (init or {}).get("modules") or ["backbone"]
     data = {
@@ -270,25 +299,7 @@ def render(
     _deep_update(update, overrides)
     _override_strict(params, update)
     if model.get("anchors", "default") == "fit":
-        if box_stats is None:
-            raise ValueError(
-                f"model {model.get('name', '?')!r}: anchors: fit needs the dataset statistics "
-                "(results/data/stats/stats.json; `artdet pipeline-config --stats`)"
-            )
-        anchor = params.task.model.anchor
-        fitted = fit_anchors(
-            box_stats,
-            size,
-            params.task.model.min_level,
-            params.task.model.max_level,
-            anchor.num_scales,
-            anchor.anchor_size,
-            tuple(anchor.aspect_ratios),
-        )
-        fitted_fields = {"anchor_size": fitted["anchor_size"], "aspect_ratios": fitted["aspect_ratios"]}
-        if notes is not None:
-            notes["anchors"] = fitted["reason"]
-        _override_strict(params, {"task": {"model": {"anchor": fitted_fields}}})
+        _apply_fitted_anchors(params, model, box_stats, size, notes)
         _override_strict(params, overrides)  # a user's own anchor settings still win
     params.validate()
     max_level = params.task.model.max_level
