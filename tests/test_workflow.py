@@ -350,7 +350,7 @@ def test_gpu_config_plans_the_checkpoint_fetch_and_a_gpu_for_training(tmp_path: 
     from artdet.data.demo import generate
 
     generate(tmp_path / "photos", count=4, seed=1)
-    gpu_model = {"preset": "retinanet_resnet50", "train_steps": 1000, "batch_size": 8}
+    gpu_model = {"preset": "retinanet_resnet50", "train_steps": 1000, "batch_size": 8, "classifier": "off"}
     config = {**LEARNING_CONFIG, "train_models": ["gpu"], "models": {"gpu": gpu_model}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, venv_env, "-n")
