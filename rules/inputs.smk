@@ -85,7 +85,7 @@ def model_name(form):
 
 
 def is_two_stage(form):
-    return form.endswith(f"/{TWO_STAGE}")
+    return form.split("/")[-1] == TWO_STAGE and form != TWO_STAGE
 
 
 def model_entry(form):

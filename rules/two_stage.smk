@@ -47,6 +47,7 @@ rule box_classifier:
     conda:
         "../envs/artdet.yaml"
     params:
+        out_dir=lambda wildcards, output: str(Path(output.model).parent),
         options=(
             f"{SIFT_OPTIONS} --vocabulary-size {CFG['vocabulary_size']} --svm-c {CFG['svm_c']} "
             f"--class-weight {CFG['class_weight']} --colour-weight {CFG['colour_weight']} "
@@ -55,7 +56,7 @@ rule box_classifier:
             f"--references {CFG['references']}"
         ),
     shell:
-        "python -m artdet box-classifier {BOXES} --features {input.features} --reports {input.reports} "
+        "python -m artdet box-classifier {params.out_dir} --features {input.features} --reports {input.reports} "
         "{params.options} > {log} 2>&1"
 
 
