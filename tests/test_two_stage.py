@@ -218,3 +218,46 @@ def test_adding_a_photo_recomputes_the_box_features_of_its_shard_only(two_stage_
     planned = planned_jobs(copy_, venv_env)
     assert planned["box_features"] == 1 and planned["validate"] == 1
     assert planned["box_classifier"] == 1
+
+
+@pytest.mark.slow
+def test_people_see_one_name_per_box_while_the_evaluation_keeps_every_class(two_stage_run, venv_env, tmp_path):
+    import subprocess
+    import sys
+
+    work, _ = two_stage_run
+    saved = work / "results" / "tiny" / "two_stage" / "saved_model"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for jpg in sorted((work / "photos").glob("*.jpg"))[:3]:
+        shutil.copy(jpg, photos / jpg.name)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "artdet",
+            "detect",
+            str(saved),
+            str(photos),
+            "--out",
+            str(tmp_path / "out"),
+            "--min-score",
+            "0.01",
+            "--alternatives",
+        ],
+        env=venv_env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out" / "detections.jsonl").read_text().splitlines()]
+    boxes = [(r["file"], r["xmin"], r["ymin"], r["xmax"], r["ymax"]) for r in rows]
+    assert rows and len(boxes) == len(set(boxes)), "a box listed twice"
+    assert any(r["alternatives"] for r in rows)
+    assert all(a["score"] <= r["score"] for r in rows for a in r["alternatives"])
+    # The evaluation scores every class of a box: the same box appears with several classes.
+    evaluated = json.loads(
+        (work / "results" / "tiny" / "two_stage" / "evaluation" / "saved_model" / "detections.json").read_text()
+    )
+    per_box = [tuple(b) for row in evaluated for _, _, b in row["detections"]]
+    assert len(per_box) > len(set(per_box))

@@ -89,6 +89,11 @@ def _detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="images of one size per model call")
     p.add_argument("--show", action="store_true", help="show a live window (needs a display)")
     p.add_argument("--no-save", action="store_true", help="write only the detections, no annotated media")
+    p.add_argument(
+        "--alternatives",
+        action="store_true",
+        help="draw each box's other likely classes as a second line (they are always in the detections file)",
+    )
 
 
 def _detect(args: argparse.Namespace) -> None:
@@ -105,6 +110,7 @@ def _detect(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         show=args.show,
         save_media=not args.no_save,
+        alternatives=args.alternatives,
     )
     print(stats.summary())
     if stats.skipped:

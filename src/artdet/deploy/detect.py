@@ -25,7 +25,7 @@ import numpy as np
 
 from artdet.data.dataset import IMAGE_SUFFIXES
 from artdet.deploy.draw import draw_detections
-from artdet.deploy.runtime import Detection, Detector
+from artdet.deploy.runtime import Detection, Detector, one_per_box
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -197,7 +197,7 @@ def batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
 class _Writer:
     """Detections to a JSON-lines or CSV file."""
 
-    FIELDS = ("file", "frame", "class", "class_id", "score", "xmin", "ymin", "xmax", "ymax")
+    FIELDS = ("file", "frame", "class", "class_id", "score", "xmin", "ymin", "xmax", "ymax", "alternatives")
 
     def __init__(self, path: Path):
         self.path = path
@@ -214,8 +214,10 @@ class _Writer:
             "class_id": det.class_id,
             "score": round(det.score, 4),
             **{k: round(v, 1) for k, v in zip(("xmin", "ymin", "xmax", "ymax"), det.box, strict=True)},
+            "alternatives": [{"class": name, "score": round(score, 4)} for name, score in det.alternatives],
         }
         if self._csv:
+            row["alternatives"] = ";".join(f"{a['class']}:{a['score']}" for a in row["alternatives"])
             self._csv.writerow(row)
         else:
             self._handle.write(json.dumps(row) + "\n")
@@ -239,8 +241,13 @@ def run(
     batch_size: int = 4,
     show: bool = False,
     save_media: bool = True,
+    alternatives: bool = False,
 ) -> Stats:
-    """Detect objects in ``source``; write annotated media and detections under ``out_dir``."""
+    """Detect objects in ``source``; write annotated media and detections under ``out_dir``.
+
+    Each box is listed and drawn once, with its best class; the other classes the model found
+    for it are in its ``alternatives`` (and drawn as a second line with ``alternatives=True``).
+    """
     kind = classify_source(source)
     detector = Detector(model)
     if classes:
@@ -271,7 +278,7 @@ def run(
             for frame, dets in zip(group, results, strict=True):
                 if classes:
                     dets = [d for d in dets if d.class_name in classes]
-                dets = dets[:max_detections]
+                dets = one_per_box(dets)[:max_detections]
                 stats.images += 1
                 stats.detections += len(dets)
                 for det in dets:
@@ -284,7 +291,7 @@ def run(
                     now = time.perf_counter()
                     caption = f"{1.0 / max(now - shown_at, 1e-6):.1f} fps"
                     shown_at = now
-                annotated = draw_detections(frame.pixels, dets, caption)
+                annotated = draw_detections(frame.pixels, dets, caption, alternatives=alternatives)
                 if save_media:
                     _save(annotated, frame, kind, base, out_dir, videos)
                 if show and _show(annotated):

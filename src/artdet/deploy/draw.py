@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from artdet.deploy.runtime import Detection
+from artdet.deploy.runtime import Detection, one_per_box
 
 # Distinct, readable colours (Tableau 10); class id N takes PALETTE[(N - 1) % 10].
 PALETTE = [
@@ -29,21 +29,30 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
 
 
 def draw_detections(
-    image: np.ndarray, detections: Sequence[Detection], caption: str | None = None, scores: bool = True
+    image: np.ndarray,
+    detections: Sequence[Detection],
+    caption: str | None = None,
+    scores: bool = True,
+    alternatives: bool = False,
 ) -> np.ndarray:
     """A copy of the RGB ``image`` with the detections (and an optional caption) drawn on it.
 
-    ``scores=False`` labels boxes with the class only (for ground truth).
+    Each box is drawn once, labelled with its best class (:func:`~artdet.deploy.runtime.one_per_box`);
+    ``alternatives=True`` adds its other classes as a short second line. ``scores=False`` labels
+    boxes with the class only (for ground truth).
     """
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     width = max(2, round(max(canvas.size) / 300))
     font = ImageFont.load_default(size=max(11, round(max(canvas.size) / 45)))
-    for det in detections:
+    # The least sure first, so that a sure box's label is drawn over a doubtful neighbour's.
+    for det in sorted(one_per_box(detections), key=lambda d: d.score):
         colour = class_colour(det.class_id)
         x0, y0, x1, y1 = det.box
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
         label = f"{det.class_name} {det.score:.2f}" if scores else det.class_name
+        if alternatives and det.alternatives:
+            label += "\n" + ", ".join(f"{name} {score:.2f}" for name, score in det.alternatives[:2])
         left, top, right, bottom = draw.textbbox((x0, y0), label, font=font)
         top_y = y0 - (bottom - top) - 4 if y0 - (bottom - top) - 4 >= 0 else y0
         draw.rectangle((x0, top_y, x0 + (right - left) + 6, top_y + (bottom - top) + 4), fill=colour)

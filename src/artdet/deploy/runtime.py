@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,30 @@ class Detection:
     box: tuple[float, float, float, float]
     # A two-stage model's detector score for the box (``score`` is it x the class probability).
     box_score: float | None = None
+    # The other classes found for this same box, best first: (class name, score); see one_per_box.
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+
+
+def one_per_box(detections: Sequence[Detection]) -> list[Detection]:
+    """Each box once, with its best class and score; the other classes found for it in ``alternatives``.
+
+    TFLite's detection post-processing returns every likely class of a box, a two-stage model
+    its top classes, and per-class NMS can keep two classes of one object: the same box
+    coordinates, repeated. The COCO evaluation needs every entry (a second guess still counts
+    towards AP); a person needs one name per box, the best one, drawn last of none. Only boxes
+    with the same corners (to 0.01 pixel) are merged: two different boxes that overlap are two
+    detections, and deciding between them is NMS's job, not the display's.
+    """
+    groups: dict[tuple[float, ...], list[Detection]] = {}
+    for det in detections:
+        groups.setdefault(tuple(round(v, 2) for v in det.box), []).append(det)
+    shown = []
+    for same in groups.values():
+        same = sorted(same, key=lambda d: -d.score)
+        best = same[0]
+        others = best.alternatives + [(d.class_name, d.score) for d in same[1:] if d.class_name != best.class_name]
+        shown.append(replace(best, alternatives=others))
+    return sorted(shown, key=lambda d: -d.score)
 
 
 class Detector:

@@ -44,7 +44,7 @@ from artdet.deploy.http import (
     process_image,
 )
 from artdet.deploy.limits import Limits
-from artdet.deploy.runtime import Detection, Detector
+from artdet.deploy.runtime import Detection, Detector, one_per_box
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,23 @@ class Box(BaseModel):
     ymax: float
 
 
+class AlternativeOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_: str = Field(alias="class", description="another class the model found for this box")
+    score: float
+
+
 class DetectionOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    class_: str = Field(alias="class", description="class name from the label map")
+    class_: str = Field(alias="class", description="the box's best class, from the label map")
     class_id: int
     score: float
     box: Box = Field(description="pixels of the image as sent (after EXIF rotation)")
+    alternatives: list[AlternativeOut] = Field(
+        default_factory=list, description="the other classes found for this same box, best first"
+    )
 
 
 class DetectResponse(BaseModel):
@@ -174,7 +184,7 @@ def _detect(
 
     from artdet.deploy.draw import draw_detections
 
-    detections = detector(pixels, min_score)[:max_detections]
+    detections = one_per_box(detector(pixels, min_score))[:max_detections]
     if not annotate:
         return pixels, detections, None
     buffer = io.BytesIO()
@@ -189,6 +199,7 @@ def detection_json(detection: Detection) -> dict[str, Any]:
         "class_id": detection.class_id,
         "score": round(detection.score, 4),
         "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), (round(v, 1) for v in detection.box), strict=True)),
+        "alternatives": [{"class": name, "score": round(score, 4)} for name, score in detection.alternatives],
     }
 
 
