@@ -90,14 +90,18 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 
 
 def save(
-    name: str, headline: tuple[str, float, str], tables: dict[str, tuple[list[str], list[list]]], data: dict
+    name: str,
+    headline: tuple[str, float, str],
+    tables: dict[str, tuple[list[str], list[list]]],
+    data: dict,
+    measured_at: str | None = None,
 ) -> None:
     """Write bench/results/NAME.json, print the tables and the headline as the last line."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     label, value, unit = headline
     record = {
         "name": name,
-        "commit": commit(),
+        "commit": measured_at or commit(),
         "machine": machine(),
         "headline": {"label": label, "value": value, "unit": unit},
         "tables": {title: {"headers": h, "rows": r} for title, (h, r) in tables.items()},

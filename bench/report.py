@@ -126,7 +126,7 @@ def main() -> None:
             "",
             provenance(name, record.get("commit"), where),
             "",
-            f"**{headline['label']}: {headline['value']:.2f} {headline['unit']}**",
+            f"**{headline['label']}: {headline['value']:.2f}{' ' + headline['unit'] if headline['unit'] else ''}**",
             "",
         ]
         for title, content in record["tables"].items():
