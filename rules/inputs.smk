@@ -94,8 +94,23 @@ def model_entry(form):
 
 
 def classifier_setting(name):
-    """A model's classifier: auto, on or off; auto without a val split is off (nothing to choose on)."""
+    """A model's classifier: auto, on or off, as built.
+
+    ``auto`` builds the detector alone without a val split (nothing to choose on) and with one
+    class (nothing to name: the detector already names every box); ``on`` with one class stops.
+    """
     mode = classifier_mode(config["models"][name].get("classifier"))
+    if mode == "off":
+        return mode
+    # (Without the dataset folder, a run that builds no detector, `snakemake classify`, goes on.)
+    knows_classes = bool(config.get("classes")) or DATASET.is_dir()
+    if knows_classes and len(label_map_classes()) < 2:
+        if mode == "on":
+            raise WorkflowError(
+                f"config.yaml: model {name} sets classifier: on, but the dataset has one class "
+                f"({label_map_classes()}): a classifier needs two or more; set classifier: off or auto"
+            )
+        return "off"
     return "off" if mode == "auto" and _no_val else mode
 
 

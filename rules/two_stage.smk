@@ -111,6 +111,7 @@ rule choose_form:
             if input.detector
             else ""
         ),
+        classes=lambda wildcards: len(label_map_classes()),
     shell:
         "python -m artdet choose-form {output.json} --model {wildcards.name} --mode {params.mode} "
-        "{params.val} > {log} 2>&1"
+        "--classes {params.classes} {params.val} > {log} 2>&1"

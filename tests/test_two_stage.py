@@ -57,6 +57,8 @@ def test_auto_keeps_the_higher_val_ap50_and_a_tie_keeps_the_detector(tmp_path: P
     assert choose_form("m", "auto", metrics("a", 0.7), metrics("b", 0.7))["kept"] == "detector"
     alone = choose_form("m", "auto")
     assert alone["kept"] == "detector" and "without a val split" in alone["reason"]
+    one_class = choose_form("m", "auto", classes=1)
+    assert one_class["kept"] == "detector" and "one class" in one_class["reason"]
     assert choose_form("m", "on")["saved_model"] == "results/m/two_stage/saved_model"
 
 

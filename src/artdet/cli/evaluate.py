@@ -90,6 +90,7 @@ def _choose_form_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", required=True, choices=["auto", "on", "off"], help="its classifier: setting")
     p.add_argument("--detector-val", help="the detector's metrics.json on the val split")
     p.add_argument("--two-stage-val", help="the two-stage model's metrics.json on the val split")
+    p.add_argument("--classes", type=int, help="the dataset's class count (one class: nothing to name)")
 
 
 def _choose_form(args: argparse.Namespace) -> None:
@@ -98,7 +99,7 @@ def _choose_form(args: argparse.Namespace) -> None:
 
     from artdet.evaluate.forms import choose_form, form_html
 
-    choice = choose_form(args.model, args.mode, args.detector_val, args.two_stage_val)
+    choice = choose_form(args.model, args.mode, args.detector_val, args.two_stage_val, args.classes)
     Path(args.out).write_text(json.dumps(choice, indent=1) + "\n")
     Path(args.out).with_suffix(".html").write_text(form_html(choice))
     log.info("form | %s: kept %s (%s)", args.model, choice["kept"], choice["reason"])

@@ -25,12 +25,16 @@ def _scores(metrics: dict) -> dict:
 
 
 def choose_form(
-    model: str, mode: str, detector_val: str | Path | None = None, two_stage_val: str | Path | None = None
+    model: str,
+    mode: str,
+    detector_val: str | Path | None = None,
+    two_stage_val: str | Path | None = None,
+    classes: int | None = None,
 ) -> dict:
     """The kept form of ``model`` under ``classifier: mode`` (auto, on or off), from the val metrics.json files.
 
-    ``on`` and ``off`` keep their one form; ``auto`` without both val scores (no val split)
-    keeps the detector and says why.
+    ``on`` and ``off`` keep their one form; ``auto`` with one class (``classes``), or without both
+    val scores (no val split), keeps the detector and says why.
     """
     val = {}
     for form, path in zip(FORMS, (detector_val, two_stage_val), strict=True):
@@ -40,6 +44,8 @@ def choose_form(
         kept, reason = "two_stage", "classifier: on"
     elif mode == "off":
         kept, reason = "detector", "classifier: off"
+    elif classes is not None and classes < 2:
+        kept, reason = "detector", "classifier: auto with one class: the detector names every box itself"
     elif len(val) < 2:
         kept, reason = "detector", "classifier: auto without a val split to compare the forms on: the detector alone"
     else:
