@@ -7,12 +7,12 @@ CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test test-fast test-cluster cluster-up cluster-down lint dry-run browser bench bench-peers clean
+.PHONY: venv demo test test-fast test-lite test-cluster cluster-up cluster-down lint dry-run browser bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[workflow,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -39,6 +39,17 @@ cluster-down:
 test-cluster: venv
 	$(MAKE) cluster-up
 	$(BIN)/python -m pytest -v -rs tests/cluster/test_slurm.py; status=$$?; $(MAKE) cluster-down; exit $$status
+
+# The light install (`pip install .`: TFLite through LiteRT, detect, serve; no TensorFlow) in its own
+# virtualenv, detecting with a small int8 file that the full install exports first.
+LITE ?= .venv-lite
+test-lite: venv
+	rm -rf $(LITE)
+	$(PYTHON) -m venv $(LITE)
+	$(LITE)/bin/python -m pip install --quiet --upgrade pip
+	$(LITE)/bin/python -m pip install --quiet -e .
+	$(BIN)/python tests/lite/export_model.py .test/lite
+	$(LITE)/bin/python tests/lite/check_lite.py .test/lite
 
 test-fast: venv
 	$(BIN)/python -m pytest -v -m "not slow"

@@ -132,9 +132,13 @@ def _assert_float_score_head(tflite: Path, scores: list[float]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["float32", "int8"])
+@pytest.mark.parametrize("precision", ["float32", "float16", "int8"])
 def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path: Path, precision: str) -> None:
-    """The TFLite file (int8: calibrated on the training records) finds what the SavedModel finds."""
+    """The TFLite file (int8: calibrated on the training records) finds what the SavedModel finds.
+
+    It runs through LiteRT (what Detector uses, without TensorFlow), which gives the boxes
+    TensorFlow's own interpreter gives.
+    """
     from artdet.deploy.runtime import Detector
     from artdet.evaluate.matching import found_share
 
@@ -167,6 +171,13 @@ def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path:
         other.append([(d.class_id, d.score, d.box) for d in lite(image)])
     result = found_share(reference, other, min_score=0.1)  # every class, second guesses included
     assert result["reference_detections"] > 30 and result["share"] >= 0.9, result
+    tf_lite = Detector(tflite, tflite_runtime="tensorflow")
+    for path in sorted(photos.glob("*.jpg"))[:12]:
+        image = np.asarray(Image.open(path))
+        ours, theirs = lite(image), tf_lite(image)
+        assert len(ours) == len(theirs) and [d.class_id for d in ours] == [d.class_id for d in theirs]
+        for a, b in zip(ours, theirs, strict=True):
+            assert abs(a.score - b.score) <= 1e-4 and max(abs(x - y) for x, y in zip(a.box, b.box, strict=True)) <= 0.5
     if precision == "int8":
         _assert_float_score_head(tflite, [s for dets in other for _, s, _ in dets if s >= 0.1])
 
@@ -198,3 +209,26 @@ def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path:
     out = tmp_path / "out"
     assert main(["detect", str(tflite), str(photos / "gallery_00001.jpg"), "--out", str(out)]) == 0
     assert (out / "gallery_00001.jpg").exists()
+
+
+@pytest.mark.slow
+def test_a_tflite_file_runs_without_loading_tensorflow(workflow_run: Path, venv_env: dict) -> None:
+    """Detecting with a .tflite file, by the API and by `artdet detect`, never imports TensorFlow."""
+    import subprocess
+    import sys
+
+    tflite = workflow_run / "results" / "tiny" / "tflite_int8" / "model.tflite"
+    photo = sorted((workflow_run / "photos").glob("*.jpg"))[0]
+    script = (
+        "import sys, numpy as np\n"
+        "from PIL import Image\n"
+        "from artdet import Detector\n"
+        f"found = Detector({str(tflite)!r})(np.asarray(Image.open({str(photo)!r}).convert('RGB')))\n"
+        "from artdet.cli import main\n"
+        f"assert main(['detect', {str(tflite)!r}, {str(photo)!r}, '--out', {str(workflow_run / 'lite-out')!r}]) == 0\n"
+        "print(len(found), 'tensorflow' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], env=venv_env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    count, loaded = run.stdout.split()[-2:]
+    assert int(count) > 0 and loaded == "False"

@@ -48,6 +48,29 @@ def one_per_box(detections: Sequence[Detection]) -> list[Detection]:
     return sorted(shown, key=lambda d: -d.score)
 
 
+# Which interpreter runs .tflite files when Detector is not told: litert (default) or tensorflow.
+RUNTIME_VARIABLE = "ARTDET_TFLITE_RUNTIME"
+
+
+def tflite_interpreter(path: str | Path, runtime: str = "litert", threads: int | None = None):
+    """An interpreter for a .tflite file: LiteRT's (``litert``) or TensorFlow's (``tensorflow``)."""
+    threads = threads or os.cpu_count()
+    if runtime == "litert":
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise ImportError(
+                "running a .tflite file needs LiteRT: pip install ai-edge-litert (or set "
+                f"{RUNTIME_VARIABLE}=tensorflow to use TensorFlow's interpreter)"
+            ) from exc
+        return Interpreter(model_path=str(path), num_threads=threads)
+    if runtime == "tensorflow":
+        import tensorflow as tf
+
+        return tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+    raise ValueError(f"{RUNTIME_VARIABLE}={runtime!r}: use litert or tensorflow")
+
+
 class Detector:
     """A loaded model with its label map: a SavedModel folder, or a ``.tflite`` file.
 
@@ -59,7 +82,7 @@ class Detector:
     full-resolution photo. ``name_boxes=False`` returns the detector's own boxes.
     """
 
-    def __init__(self, model: str | Path, name_boxes: bool = True):
+    def __init__(self, model: str | Path, name_boxes: bool = True, tflite_runtime: str | None = None):
         model = Path(model)
         self.path = model.parent if model.suffix == ".tflite" else model
         label_map = self.path / "label_map.pbtxt"
@@ -67,7 +90,7 @@ class Detector:
             if not model.is_file():
                 raise FileNotFoundError(f"{model}: no such TFLite file")
             self._run = None
-            self._tflite = self._load_tflite(model)
+            self._tflite = self._load_tflite(model, tflite_runtime or os.environ.get(RUNTIME_VARIABLE, "litert"))
             self.max_batch: int | None = 1
         else:
             if not (model / "saved_model.pb").exists():
@@ -103,11 +126,15 @@ class Detector:
         return run
 
     @staticmethod
-    def _load_tflite(path: Path):
-        """A function from one RGB image to Model Garden's outputs, boxes in the image's pixels."""
-        import json
+    def _load_tflite(path: Path, runtime: str = "litert"):
+        """A function from one RGB image to Model Garden's outputs, boxes in the image's pixels.
 
-        import tensorflow as tf
+        ``runtime`` is ``litert`` (the standalone LiteRT interpreter a phone runs, ``ai-edge-litert``:
+        no TensorFlow, so a small machine serves the file in a fraction of the memory and start-up
+        time) or ``tensorflow`` (TensorFlow's own ``tf.lite.Interpreter``, deprecated; kept to
+        compare the two).
+        """
+        import json
 
         from artdet.deploy.tflite import preprocess
 
@@ -118,7 +145,7 @@ class Detector:
         size = int(info["input_size"])
         class_offset = int(info.get("class_offset", 0))
         per_box = int(info.get("classes_per_detection", 1))
-        interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=os.cpu_count())
+        interpreter = tflite_interpreter(path, runtime)
         runner = interpreter.get_signature_runner("serving_default")
         lock = threading.Lock()  # an interpreter is not safe to call from two threads at once
 
