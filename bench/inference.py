@@ -6,6 +6,7 @@ train_speed.py (weights do not change the cost); it is trained here if absent.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -121,6 +122,55 @@ def two_stage_cost(model: Path) -> tuple[list[list], dict]:
     return rows, data
 
 
+def startup(forms: dict[str, tuple[Path, str]], photo: Path, repeats: int = 3) -> tuple[list[list], dict]:
+    """`artdet detect MODEL photo` as a new process: seconds from its start to its first (only) photo's
+    detections written, and its peak memory (the child's ru_maxrss), per form; medians of ``repeats``,
+    the forms in turns so that each sees the same machine. ``forms``: name -> (model, TFLite runtime).
+    """
+    import os
+    import tempfile
+
+    seconds: dict[str, list[float]] = {name: [] for name in forms}
+    memory: dict[str, list[float]] = {name: [] for name in forms}
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(repeats):
+            for name, (model, runtime) in forms.items():
+                env = {**os.environ, "ARTDET_TFLITE_RUNTIME": runtime}
+                command = [sys.executable, "-m", "artdet", "detect", str(model), str(photo), "--out", out, "--no-save"]
+                start = time.perf_counter()
+                child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                _, status, usage = os.wait4(child.pid, 0)
+                seconds[name].append(time.perf_counter() - start)
+                memory[name].append(usage.ru_maxrss / 1024)  # kilobytes on Linux
+                if status != 0:
+                    raise SystemExit(f"artdet detect {model} failed (status {status})")
+    rows = [[name, round(median(seconds[name]), 2), round(median(memory[name]))] for name in forms]
+    return rows, {"seconds": seconds, "peak_mb": memory}
+
+
+def preprocessing_share(path: Path, images: list[np.ndarray], repeats: int = 40) -> dict:
+    """Median ms of the int8 interpreter call alone and of Detector end to end (decoded image in, boxes out)."""
+    from artdet.deploy.runtime import Detector, tflite_interpreter
+    from artdet.deploy.tflite import preprocess
+
+    size = int(json.loads((path.parent / "artdet_model.json").read_text())["input_size"])
+    runner = tflite_interpreter(path).get_signature_runner("serving_default")
+    detector = Detector(path)
+    batches = [preprocess(image, size)[0] for image in images[:repeats]]
+    for batch, image in zip(batches[:3], images, strict=False):
+        runner(inputs=batch)
+        detector(image)
+    interpreter, end_to_end = [], []
+    for batch, image in zip(batches, images, strict=False):  # in turns, on the same images
+        start = time.perf_counter()
+        runner(inputs=batch)
+        interpreter.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        detector(image)
+        end_to_end.append(time.perf_counter() - start)
+    return {"interpreter_ms": median(interpreter) * 1000, "detector_ms": median(end_to_end) * 1000}
+
+
 def main() -> None:
     from PIL import Image
 
@@ -186,6 +236,13 @@ def main() -> None:
     stages = re.search(r"decode ([\d.]+) ms, inference ([\d.]+) ms, drawing ([\d.]+) ms", result.stdout)
 
     two_stage_rows, two_stage = two_stage_cost(model)
+    tflite = {name: CACHE / "tflite" / name / "model.tflite" for name in variants}
+    startup_forms = {"SavedModel (TensorFlow)": (model, "litert")}
+    for name, path in tflite.items():
+        startup_forms[f"TFLite {name}, LiteRT"] = (path, "litert")
+        startup_forms[f"TFLite {name}, TensorFlow's interpreter"] = (path, "tensorflow")
+    startup_rows, startup_data = startup(startup_forms, paths[0])
+    share = preprocessing_share(tflite["int8"], images)
 
     p50, p90 = median(latencies) * 1000, percentile(latencies, 90) * 1000
     size_mb = sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 1e6
@@ -223,12 +280,30 @@ def main() -> None:
                 ["boxes", "detector ms", "naming ms", "two-stage ms", "x detector alone"],
                 two_stage_rows,
             ),
+            "`artdet detect MODEL photo.jpg` as a new process: start to the photo's detections written, and the "
+            "process's peak memory; medians of 3 runs, the forms in turns": (
+                ["form", "seconds", "peak MB"],
+                startup_rows,
+            ),
+            "TFLite int8 on 320-pixel photos: the interpreter call alone against Detector end to end (decoded image "
+            "in, boxes out: pre-processing, the call, post-processing); medians of 40, in turns": (
+                ["interpreter ms", "Detector ms", "ratio"],
+                [
+                    [
+                        round(share["interpreter_ms"], 2),
+                        round(share["detector_ms"], 2),
+                        round(share["detector_ms"] / share["interpreter_ms"], 2),
+                    ]
+                ],
+            ),
         },
         {
             "latencies_ms": [round(x * 1000, 2) for x in latencies],
             "batch8_images_per_s": batch8,
             "detect_images_per_s": detect_rate,
             "two_stage": two_stage,
+            "startup": startup_data,
+            "preprocessing": share,
             "tflite": {
                 name: {"size_mb": v["size_mb"], "latencies_ms": [round(x * 1000, 2) for x in v["latencies"]]}
                 for name, v in variants.items()

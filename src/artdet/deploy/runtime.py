@@ -188,20 +188,19 @@ class Detector:
         results = []
         for i, image in enumerate(images):
             height, width = image.shape[:2]
-            scale = infos[i][2]
-            found = []
-            for (ymin, xmin, ymax, xmax), score, cls in zip(
-                all_boxes[i][: counts[i]], all_scores[i][: counts[i]], all_classes[i][: counts[i]], strict=True
-            ):
-                if score < min_score or cls < 1:  # id 0 is the background
-                    continue
-                box = (
-                    float(np.clip(xmin / scale[1], 0, width)),
-                    float(np.clip(ymin / scale[0], 0, height)),
-                    float(np.clip(xmax / scale[1], 0, width)),
-                    float(np.clip(ymax / scale[0], 0, height)),
-                )
-                found.append(Detection(int(cls), self.labels.get(int(cls), str(cls)), float(score), box))
+            scale_y, scale_x = infos[i][2]
+            scores, classes = all_scores[i][: counts[i]], all_classes[i][: counts[i]]
+            keep = (scores >= min_score) & (classes >= 1)  # id 0 is the background
+            ymin, xmin, ymax, xmax = (all_boxes[i][: counts[i]][keep] / [scale_y, scale_x, scale_y, scale_x]).T
+            # Vectorised: the Python loop only builds the dataclasses (per-box NumPy calls cost as much as the model).
+            corners = np.stack(
+                [np.clip(xmin, 0, width), np.clip(ymin, 0, height), np.clip(xmax, 0, width), np.clip(ymax, 0, height)],
+                1,
+            ).tolist()
+            found = [
+                Detection(c, self.labels.get(c, str(c)), s, tuple(box))
+                for c, s, box in zip(classes[keep].tolist(), scores[keep].tolist(), corners, strict=True)
+            ]
             results.append(self._name(image, found, min_score) if self.namer else found)
         return results
 
