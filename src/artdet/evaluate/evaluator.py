@@ -56,7 +56,7 @@ def evaluate_model(
     detector = Detector(model)
     images = inference.load_test_images(test_records)
     if not images:
-        raise ValueError(f"no test images in {', '.join(map(str, test_records))}")
+        raise ValueError(f"no images in the records {', '.join(map(str, test_records))}")
     if originals is not None:
         inference.attach_originals(images, originals, manifests or [])
     found, latencies, boxes = inference.run_detector(detector, images)
