@@ -263,3 +263,24 @@ def test_people_see_one_name_per_box_while_the_evaluation_keeps_every_class(two_
     )
     per_box = [tuple(b) for row in evaluated for _, _, b in row["detections"]]
     assert len(per_box) > len(set(per_box))
+
+
+@pytest.mark.slow
+def test_the_http_answer_names_each_box_once_with_alternatives(two_stage_run) -> None:
+    from fastapi.testclient import TestClient
+
+    from artdet.deploy.serve import create_app
+
+    work, _ = two_stage_run
+    app = create_app({"cards": work / "results" / "tiny" / "two_stage" / "saved_model"})
+    photo = sorted((work / "photos").glob("*.jpg"))[0]
+    with TestClient(app) as client:
+        answer = client.post(
+            "/v1/detect?min_score=0.01", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}
+        )
+    assert answer.status_code == 200, answer.text
+    detections = answer.json()["detections"]
+    boxes = [tuple(d["box"].values()) for d in detections]
+    assert detections and len(boxes) == len(set(boxes))
+    assert any(d["alternatives"] for d in detections)
+    assert all(a["score"] <= d["score"] and a["class"] != d["class"] for d in detections for a in d["alternatives"])
