@@ -102,6 +102,15 @@ def _true_false(value: str) -> bool:
     return value.lower() == "true"
 
 
+def _model_settings(args: argparse.Namespace, colour_weight: float, unknown_threshold: float) -> dict:
+    """The exported model's settings from the command line: feature extraction and the decision."""
+    from artdet.classify.model import settings_from
+
+    keys = ("max_side", "upscale_to", "max_features", "contrast_threshold", "top_k", "verify", "min_inliers")
+    values = {key: getattr(args, key) for key in (*keys, "references")}
+    return settings_from({**values, "colour_weight": colour_weight, "unknown_threshold": unknown_threshold})
+
+
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="output model.joblib (classes, feature settings, vocabulary, SVM, references)")
     p.add_argument("--trained", required=True, help="the .joblib written by classify-train")
@@ -119,23 +128,10 @@ def _export(args: argparse.Namespace) -> None:
     import numpy as np
 
     from artdet.classify.features import read_shards
-    from artdet.classify.model import export, settings_from
+    from artdet.classify.model import export
 
     trained = joblib.load(args.trained)
-    settings = settings_from(
-        {
-            "max_side": args.max_side,
-            "upscale_to": args.upscale_to,
-            "max_features": args.max_features,
-            "contrast_threshold": args.contrast_threshold,
-            "colour_weight": trained["colour_weight"],
-            "top_k": args.top_k,
-            "unknown_threshold": args.unknown_threshold,
-            "verify": args.verify,
-            "min_inliers": args.min_inliers,
-            "references": args.references,
-        }
-    )
+    settings = _model_settings(args, trained["colour_weight"], args.unknown_threshold)
     train = read_shards(args.features).subset("train")
     bundle = export(train, np.load(args.vocabulary), trained, settings, args.out)
     print(f"wrote {args.out}: {len(bundle['classes'])} classes, {Path(args.out).stat().st_size / 1e6:.1f} MB")
@@ -252,22 +248,8 @@ def _box_classifier_arguments(p: argparse.ArgumentParser) -> None:
 
 def _box_classifier(args: argparse.Namespace) -> None:
     from artdet.classify.boxes import train_box_classifier
-    from artdet.classify.model import settings_from
 
-    settings = settings_from(
-        {
-            "max_side": args.max_side,
-            "upscale_to": args.upscale_to,
-            "max_features": args.max_features,
-            "contrast_threshold": args.contrast_threshold,
-            "colour_weight": args.colour_weight,
-            "top_k": args.top_k,
-            "unknown_threshold": 0.0,
-            "verify": args.verify,
-            "min_inliers": args.min_inliers,
-            "references": args.references,
-        }
-    )
+    settings = _model_settings(args, args.colour_weight, unknown_threshold=0.0)
     settings["crop_padding"] = args.crop_padding
     summary = train_box_classifier(
         args.features,
