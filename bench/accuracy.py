@@ -111,7 +111,8 @@ def run_workflow(
     ``form.json``. ``rerun=False`` reads the last run's results instead of training again.
     """
     work = CACHE / "accuracy" / name
-    folders = {m: [m, f"{m}/two_stage"] if models[m].get("classifier") == "auto" else [m] for m in models}
+    auto = [m for m in models if models[m].get("classifier") == "auto"]
+    folders = {m: [m, f"{m}/two_stage"] if m in auto else [m] for m in models}
     if not rerun:
         return collect(work, models, folders)
     shutil.rmtree(work, ignore_errors=True)
@@ -129,9 +130,10 @@ def run_workflow(
     if published_split:
         config["split"] = {**config["split"], "pins": str(published_pins(name, work / "pins.csv"))}
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    targets = [f"results/{f}/evaluation/{form}/metrics.json" for m in models for f in folders[m] for form in forms[m]]
-    targets += [f"results/{m}/form.json" for m in models if len(folders[m]) > 1]
-    targets += extra_targets
+    # The recipe's forms are what the workflow decides (auto builds one form on a one-class set).
+    targets = [f"results/{m}/evaluation/{form}/metrics.json" for m in models if m not in auto for form in forms[m]]
+    targets += [f"results/{m}/form.json" for m in auto] + list(extra_targets)
+    targets += ["results/comparison.csv"] if auto else []
     command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
     command += ["--configfile", str(work / "config.yaml"), "--cores", "all", "--resources", "gpu=1"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -150,6 +152,8 @@ def collect(work: Path, models: dict, folders: dict[str, list[str]]) -> dict:
     for model in models:
         for folder in folders[model]:
             results = work / "results" / folder
+            if not (results / "train" / "train_summary.json").exists():
+                continue  # a form the workflow did not build (one class: no two-stage form)
             summary = json.loads((results / "train" / "train_summary.json").read_text())
             summary["budget_seconds_used"] = budget_seconds(work, folder)
             found = {}
@@ -201,6 +205,10 @@ def choice_row(dataset: str, model: str, results: dict) -> list | None:
     choice = results[model].get("choice")
     if choice is None:
         return None
+    if f"{model}/two_stage" not in results:  # the workflow built one form (one class, or no val split)
+        detector = results[model]["forms"]["saved_model"]
+        free = f"{detector['class_free']['AP50']:.3f}" if "class_free" in detector else ""
+        return [dataset, "", "", f"detector ({choice['reason']})", f"{detector['AP50']:.3f}", "", free, "yes"]
     test = {
         "detector": results[model]["forms"]["saved_model"]["AP50"],
         "two_stage": results[f"{model}/two_stage"]["forms"]["saved_model"]["AP50"],
