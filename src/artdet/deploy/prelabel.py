@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from artdet.data.dataset import find_pairs
+from artdet.data.geometry import iou_matrix
 from artdet.data.validate import EXIF_ORIENTATION, orient_box
 from artdet.data.voc import PRELABEL_SOURCE, Annotation, Box, write_voc
 
@@ -46,14 +47,6 @@ class Prelabelled:
     uncertainty: float = 0.0
 
 
-def _iou(a: tuple, b: tuple) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def one_class_per_object(detections: list, iou: float = SAME_OBJECT_IOU) -> list:
     """The detections with one class per object: the best-scoring of boxes that overlap by ``iou`` or more.
 
@@ -62,7 +55,7 @@ def one_class_per_object(detections: list, iou: float = SAME_OBJECT_IOU) -> list
     """
     kept: list = []
     for d in sorted(detections, key=lambda d: -d.score):
-        if all(_iou(d.box, k.box) < iou for k in kept):
+        if not kept or iou_matrix([d.box], [k.box for k in kept]).max() < iou:
             kept.append(d)
     return kept
 
