@@ -57,7 +57,11 @@ rule evaluate:
     params:
         out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
         iou=config["evaluation"]["iou_threshold"],
-        score=config["evaluation"]["score_threshold"],
+        score=lambda wildcards: (
+            ""
+            if config["evaluation"]["score_threshold"] is None
+            else f"--score {config['evaluation']['score_threshold']}"
+        ),
         reference=lambda wildcards, input: (
             f"--reference {input.reference} "
             f"--tolerance {config['evaluation']['export_tolerance']} "
@@ -68,7 +72,7 @@ rule evaluate:
         originals=originals_option,
     shell:
         "python -m artdet evaluate {input.model} {input.test} --out-dir {params.out_dir} "
-        "--iou {params.iou} --score {params.score} {params.reference} {params.originals} > {log} 2>&1"
+        "--iou {params.iou} {params.score} {params.reference} {params.originals} > {log} 2>&1"
 
 
 # Every evaluated model and format in one table and plot.

@@ -60,28 +60,7 @@ rule box_classifier:
         "{params.options} > {log} 2>&1"
 
 
-# Each form's exported SavedModel on the val split, by the same evaluation as the test split's:
-# what classifier: auto chooses on.
-rule evaluate_val:
-    input:
-        model="results/{model}/saved_model",
-        val=shard_outputs(f"{DATA}/records/val-{{shard}}.tfrecord"),
-        manifests=originals_manifests,
-    output:
-        "results/{model}/val_evaluation/metrics.json",
-    log:
-        f"{LOGS}/{{model}}/evaluate_val.log",
-    conda:
-        "../envs/artdet.yaml"
-    threads: all_cores()
-    params:
-        out_dir=lambda wildcards, output: str(Path(output[0]).parent),
-        originals=originals_option,
-    shell:
-        "python -m artdet evaluate {input.model} {input.val} --out-dir {params.out_dir} "
-        "{params.originals} > {log} 2>&1"
-
-
+# The val metrics come from the export rule, which scores each exported form on the val split.
 rule choose_form:
     input:
         detector=lambda wildcards: auto_val(wildcards.name, wildcards.name),

@@ -62,9 +62,10 @@ def test_profile_dry_run(profile: str, tiny_workdir: Path, venv_env: dict, tmp_p
     output = dry_run(tiny_workdir, venv_env, profile, *args)
     assert "This was a dry-run" in output
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", output[output.index("Job stats:") :], re.M))
-    # The shipped classifier: auto trains both forms of the model (4 evaluated files each) and scores both on val.
+    # The shipped classifier: auto trains both forms of the model (4 evaluated files each); each
+    # export scores its form on val.
     assert jobs["validate"] == "2" and jobs["train"] == "2" and jobs["evaluate"] == "8", jobs
-    assert jobs["evaluate_val"] == "2" and jobs["choose_form"] == "1" and jobs["box_features"] == "2", jobs
+    assert jobs["export"] == "2" and jobs["choose_form"] == "1" and jobs["box_features"] == "2", jobs
     train = job_resources(output, "train")
     if settings.get("executor") == "slurm":
         # Memory, time and the GPU as gres (not --gpus) come from the profile and the rule.

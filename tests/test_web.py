@@ -43,6 +43,9 @@ def test_upload_shows_boxes(server: str, trained_model: Path, browser, tmp_path:
     page = browser.new_page(viewport={"width": 1100, "height": 800})
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('model').options.length > 0")
+    # The slider starts at the model's own threshold, fitted on its val split.
+    own = json.loads((trained_model / "operating_point.json").read_text())["min_score"]
+    assert float(page.input_value("#threshold")) == pytest.approx(own, abs=0.005)
     page.set_input_files("#file", str(photo))
     page.wait_for_function("document.body.dataset.state === 'done'", timeout=60_000)
     shown = int(page.get_attribute("#canvas", "data-boxes"))
@@ -120,12 +123,21 @@ def test_classify_mode_names_a_known_work_and_not_an_unseen_painting(
     page = browser.new_page(viewport={"width": 1100, "height": 800})
     page.on("pageerror", lambda error: page_errors.append(str(error)))
     page.add_init_script(f"sessionStorage.setItem('artdet-key', {json.dumps(API_KEY)})")
-    models = [{"name": "paintings", "classes": [{"id": 1, "name": "painting"}], "version": "1", "artdet_version": "0"}]
+    models = [
+        {
+            "name": "paintings",
+            "classes": [{"id": 1, "name": "painting"}],
+            "min_score": 0.42,
+            "version": "1",
+            "artdet_version": "0",
+        }
+    ]
     page.route("**/v1/models", lambda route: route.fulfill(json=models))
     page.goto(classifier_server + "/")
     page.wait_for_function("document.body.dataset.state === 'ready'")
     assert page.get_attribute("body", "data-mode") == "detect"
     assert page.locator("#modes").is_visible() and page.locator("#threshold").is_visible()
+    assert page.input_value("#threshold") == "0.42"
     page.click("#mode-classify-label")
     assert page.get_attribute("body", "data-mode") == "classify"
     assert page.locator("#threshold").is_hidden() and page.locator("#result").is_visible()

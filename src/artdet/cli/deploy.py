@@ -61,6 +61,11 @@ def _export_tflite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-count", type=int, default=100, help="images used for int8 calibration")
     _checkpoint_option(p)
     _classifier_option(p)
+    p.add_argument(
+        "--operating-point",
+        metavar="JSON",
+        help="the SavedModel's score threshold (results/<model>/operating_point.json): written beside the file",
+    )
 
 
 def _export_tflite(args: argparse.Namespace) -> None:
@@ -75,6 +80,12 @@ def _export_tflite(args: argparse.Namespace) -> None:
         args.pipeline, args.model_dir, args.label_map, args.out, args.precision, calibration, args.checkpoint
     )
     _add_classifier(args, path.parent)
+    if args.operating_point:
+        import shutil
+
+        from artdet.deploy.runtime import OPERATING_POINT_FILE
+
+        shutil.copyfile(args.operating_point, path.parent / OPERATING_POINT_FILE)
     log.info("wrote %s (%.1f MB, %s)", path, path.stat().st_size / 1e6, args.precision)
 
 
@@ -82,7 +93,9 @@ def _detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="exported SavedModel folder or .tflite file (label_map.pbtxt beside it)")
     p.add_argument("source", help="image, folder (recursive), glob, video file, camera index (0) or stream URL")
     p.add_argument("--out", default="detections", help="output folder (default: ./detections)")
-    config_option(p, "--min-score", "detect.min_score", "score threshold", type=float)
+    config_option(
+        p, "--min-score", "detect.min_score", "score threshold; none: the model's own, fitted on val", type=float
+    )
     p.add_argument("--max-detections", type=int, default=100)
     p.add_argument("--classes", nargs="*", help="keep only these classes")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="detections file format")

@@ -12,7 +12,13 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("test_records", nargs="+", help="TFRecord files of the test split")
     p.add_argument("--out-dir", required=True, help="folder for metrics.json, CSVs and plots")
     config_option(p, "--iou", "evaluation.iou_threshold", "IoU of a match (confusion matrix, errors)", type=float)
-    config_option(p, "--score", "evaluation.score_threshold", "score threshold (confusion matrix, errors)", type=float)
+    config_option(
+        p,
+        "--score",
+        "evaluation.score_threshold",
+        "score threshold (confusion matrix, errors, drawn figures); none: the model's own",
+        type=float,
+    )
     p.add_argument("--worst", type=int, default=8, help="how many of the worst images to draw")
     p.add_argument("--reference", help="the SavedModel's detections.json: compare this export with it")
     config_option(
@@ -32,6 +38,12 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--originals", help="the dataset folder: detect on each image's original photo (two-stage models)")
     p.add_argument("--manifests", nargs="+", help="the shards' manifest.json (record image -> original photo)")
+    p.add_argument(
+        "--fit-operating-point",
+        metavar="JSON",
+        help="fit the model's score threshold on these records (the val split): best F1 of its boxes; "
+        "written beside the model (operating_point.json) and to JSON",
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -49,7 +61,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         found_min_score=args.found_min_score,
         originals=args.originals,
         manifests=args.manifests,
+        fit_operating_point=args.fit_operating_point,
     )
+    if not m.get("images", 1):
+        return
     log.info(
         "AP %.3f  AP50 %.3f  AP75 %.3f  latency %.1f ms (p90 %.1f)  %.1f MB",
         m["AP"],

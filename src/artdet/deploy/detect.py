@@ -226,6 +226,11 @@ class _Writer:
         self._handle.close()
 
 
+def _point_source(detector: Detector) -> str:
+    point = detector.operating_point
+    return point.get("source", "operating_point.json") if point else "none stored: detect.unfitted_min_score"
+
+
 def _can_show() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
@@ -234,7 +239,7 @@ def run(
     model: str | Path,
     source: str,
     out_dir: str | Path,
-    min_score: float = 0.3,
+    min_score: float | None = None,
     max_detections: int = 100,
     classes: list[str] | None = None,
     output_format: str = "jsonl",
@@ -247,9 +252,13 @@ def run(
 
     Each box is listed and drawn once, with its best class; the other classes the model found
     for it are in its ``alternatives`` (and drawn as a second line with ``alternatives=True``).
+    ``min_score`` None is the model's own threshold (fitted on the val split at export).
     """
     kind = classify_source(source)
     detector = Detector(model)
+    if min_score is None:
+        min_score = detector.default_min_score
+        log.info("min_score %.3f: the model's own (%s)", min_score, _point_source(detector))
     if classes:
         unknown = sorted(set(classes) - set(detector.labels.values()))
         if unknown:

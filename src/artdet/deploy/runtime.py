@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -11,6 +12,19 @@ from pathlib import Path
 import numpy as np
 
 from artdet.data.label_map import read_label_map
+from artdet.defaults import default
+
+# The score threshold fitted on the val split, stored beside an exported model (inside the
+# SavedModel folder, beside a .tflite file): see artdet.evaluate.operating_point.
+OPERATING_POINT_FILE = "operating_point.json"
+# The threshold of a model that has none stored (exported without a val split, or by hand).
+UNFITTED_MIN_SCORE: float = default("detect.unfitted_min_score")
+
+
+def read_operating_point(folder: str | Path) -> dict | None:
+    """The operating point stored beside a model, or None for a model exported without one."""
+    path = Path(folder) / OPERATING_POINT_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 @dataclass
@@ -80,6 +94,10 @@ class Detector:
     too (``classifier.joblib``): its detector finds the objects (one class) and
     the classifier names each box from the pixels the caller gave, so pass the
     full-resolution photo. ``name_boxes=False`` returns the detector's own boxes.
+
+    ``default_min_score`` is the threshold a user sees the model at when they name none: the one
+    fitted on the val split at export (``operating_point.json`` beside the model), else
+    ``detect.unfitted_min_score``.
     """
 
     def __init__(self, model: str | Path, name_boxes: bool = True, tflite_runtime: str | None = None):
@@ -101,6 +119,10 @@ class Detector:
         if not label_map.exists():
             raise FileNotFoundError(f"{label_map}: the label map must lie beside the model")
         self.labels = read_label_map(label_map)
+        self.operating_point = read_operating_point(self.path)
+        self.default_min_score = float(
+            self.operating_point["min_score"] if self.operating_point else UNFITTED_MIN_SCORE
+        )
         self.namer = None
         from artdet.classify.boxes import CLASSIFIER_FILE
 
@@ -134,8 +156,6 @@ class Detector:
         time) or ``tensorflow`` (TensorFlow's own ``tf.lite.Interpreter``, deprecated; kept to
         compare the two).
         """
-        import json
-
         from artdet.deploy.tflite import preprocess
 
         info_path = path.parent / "artdet_model.json"

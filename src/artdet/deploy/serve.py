@@ -108,6 +108,10 @@ class ModelInfo(BaseModel):
     classes: list[ClassOut]
     input_size: int | list[int] | None = Field(None, description="the model's input: one side, or [height, width]")
     experiment: str | None = None
+    min_score: float = Field(
+        description="the score threshold used when a request names none: fitted on the model's val split "
+        "(best F1 of its boxes at IoU 0.5), or detect.unfitted_min_score for a model exported without one"
+    )
     version: str
     artdet_version: str
 
@@ -126,6 +130,7 @@ def _model_info(name: str, detector: Detector) -> dict:
         "classes": [{"id": k, "name": v} for k, v in detector.labels.items()],
         "input_size": info.get("input_size"),
         "experiment": info.get("experiment"),
+        "min_score": round(detector.default_min_score, 4),
         "version": info.get("checkpoint") or "unknown",
         "artdet_version": __version__,
     }
@@ -207,7 +212,12 @@ async def detect(
     request: Request,
     served: ServedDep,
     model: str | None = Query(None, description="model name; default: the first"),
-    min_score: float = Query(default("serve.min_score"), ge=0.0, le=1.0),
+    min_score: float | None = Query(
+        default("serve.min_score"),
+        ge=0.0,
+        le=1.0,
+        description="score threshold; default: the model's own, fitted on its val split (min_score in /v1/models)",
+    ),
     max_detections: int = Query(100, ge=1, le=1000),
     annotate: bool = Query(False, description="also return the image with boxes drawn, as a JPEG data URL"),
 ) -> dict:
@@ -217,7 +227,9 @@ async def detect(
         request,
         served.limits,
         served.gate,
-        lambda image: _detect(detector, image, min_score, max_detections, annotate),
+        lambda image: _detect(
+            detector, image, detector.default_min_score if min_score is None else min_score, max_detections, annotate
+        ),
     )
     return {
         "model": name,

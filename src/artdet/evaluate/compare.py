@@ -24,6 +24,8 @@ COLUMNS = [
     "AP75",
     "AR100",
     "class_free_AP50",
+    "min_score",
+    "F1",
     "latency_ms_median",
     "latency_ms_p90",
     "size_mb",
@@ -50,6 +52,9 @@ def _row(path: Path) -> dict:
         "AP75": metrics["AP75"],
         "AR100": metrics["AR100"],
         "class_free_AP50": (metrics.get("class_free") or {}).get("AP50", ""),
+        # The threshold the model is used at (fitted on val) and the F1 of its boxes there, on test.
+        "min_score": (metrics.get("at_operating_point") or {}).get("min_score", ""),
+        "F1": (metrics.get("at_operating_point") or {}).get("f1", ""),
         "latency_ms_median": metrics["latency_ms"]["median"],
         "latency_ms_p90": metrics["latency_ms"]["p90"],
         "size_mb": metrics["size_mb"],

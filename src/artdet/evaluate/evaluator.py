@@ -30,6 +30,7 @@ def evaluate_model(
     found_min_score: float = FOUND_MIN_SCORE,
     originals: str | Path | None = None,
     manifests: list[str | Path] | None = None,
+    fit_operating_point: str | Path | None = None,
 ) -> dict:
     """Evaluate an exported model (SavedModel folder or .tflite file) on the test TFRecords.
 
@@ -48,6 +49,7 @@ def evaluate_model(
     from artdet.deploy.runtime import Detector
     from artdet.evaluate import inference, reports
     from artdet.evaluate import metrics as scoring
+    from artdet.evaluate import operating_point as point
 
     model, out_dir = Path(model), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,6 +57,8 @@ def evaluate_model(
         test_records = [test_records]
     detector = Detector(model)
     images = inference.load_test_images(test_records)
+    if not images and fit_operating_point is not None:
+        return _unfitted(detector, out_dir, Path(fit_operating_point), test_records)
     if not images:
         raise ValueError(f"no images in the records {', '.join(map(str, test_records))}")
     if originals is not None:
@@ -62,6 +66,24 @@ def evaluate_model(
     found, latencies, boxes = inference.run_detector(detector, images)
     found = scoring.capped(found)
     ground_truth = scoring.ground_truth_of(images)
+    truths = [im["boxes"] for im in images]
+    if fit_operating_point is not None:
+        fitted = point.fit(truths, found, iou_threshold, detector.default_min_score)
+        source = f"fitted on {len(images)} images of {', '.join(Path(r).name for r in test_records)}"
+        for path in (point.beside(detector.path), fit_operating_point):
+            point.write(fitted, path, source)
+        detector.operating_point, detector.default_min_score = {**fitted, "source": source}, fitted["min_score"]
+        log.info(
+            "operating point | min_score %.3f: precision %.3f, recall %.3f, F1 %.3f at IoU %.2f (%s)",
+            fitted["min_score"],
+            fitted.get("precision", 0),
+            fitted.get("recall", 0),
+            fitted.get("f1", 0),
+            iou_threshold,
+            source,
+        )
+    if score_threshold is None:
+        score_threshold = detector.default_min_score
     metrics, matrix, errors = _score(
         images, found, detector.labels, ground_truth, out_dir, iou_threshold, score_threshold
     )
@@ -77,6 +99,8 @@ def evaluate_model(
                 "labels": ["background", *(detector.labels[k] for k in sorted(detector.labels))],
                 "counts": matrix.tolist(),
             },
+            "operating_point": detector.operating_point,
+            "at_operating_point": point.at_threshold(truths, found, score_threshold, iou_threshold),
             "class_free": scoring.class_free_metrics(ground_truth, boxes),
             "two_stage": detector.namer is not None,
             "missed_boxes": int(sum(e[0] for e in errors)),
@@ -93,6 +117,20 @@ def evaluate_model(
         metrics["model"] = json.loads(info_path.read_text())
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out_dir / "metrics.html").write_text(reports.metrics_html(metrics, out_dir / "per_class.csv"))
+    return metrics
+
+
+def _unfitted(detector, out_dir: Path, out: Path, records: list) -> dict:
+    """No image to fit on (no val split): the model keeps ``detect.unfitted_min_score``, and says so."""
+    from artdet.evaluate import operating_point as point
+
+    unfitted = {"min_score": detector.default_min_score, "fitted": False, "images": 0}
+    source = f"not fitted: no images in {', '.join(Path(r).name for r in records)} (no val split)"
+    for path in (point.beside(detector.path), out):
+        point.write(unfitted, path, source)
+    log.warning("operating point | %s; min_score stays %.2f", source, unfitted["min_score"])
+    metrics = {"images": 0, "operating_point": {**unfitted, "source": source}}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

@@ -164,6 +164,13 @@ def metrics_html(metrics: dict, per_class_csv: str | Path) -> str:
             metrics["num_boxes"],
         ],
     ]
+    point = metrics.get("at_operating_point")
+    if point:
+        source = (metrics.get("operating_point") or {}).get("source", "none stored: detect.unfitted_min_score")
+        speed = [
+            [*speed[0], "score threshold", "precision", "recall", "F1"],
+            [*speed[1], f"{point['min_score']} ({source})", point["precision"], point["recall"], point["f1"]],
+        ]
     with open(per_class_csv, newline="") as handle:
         per_class = list(csv.reader(handle))
     stage = (
