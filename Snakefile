@@ -29,6 +29,7 @@ include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/classify.smk"
 include: "rules/two_stage.smk"
+include: "rules/review.smk"
 
 
 # `snakemake data`: only the data stages (TFRecords, report, statistics, tables).

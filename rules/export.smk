@@ -32,10 +32,10 @@ rule export:
     # score threshold it is used at (stored in the model, best F1 of its boxes), and what
     # classifier: auto chooses a form on.
     shell:
-        "(python -m artdet export --pipeline {input.pipeline} --model-dir {params.model_dir} "
-        "--label-map {input.label_map} --checkpoint {params.checkpoint} {params.classifier} {output.model} && "
-        "python -m artdet evaluate {output.model} {input.val} --out-dir {params.val_dir} --iou {params.iou} "
-        "--fit-operating-point {output.point} {params.originals}) > {log} 2>&1"
+        "python -m artdet export --pipeline {input.pipeline} --model-dir {params.model_dir} "
+        "--label-map {input.label_map} --checkpoint {params.checkpoint} {params.classifier} {output.model} "
+        "--val-records {input.val} --val-dir {params.val_dir} --operating-point {output.point} "
+        "--iou {params.iou} {params.originals} > {log} 2>&1"
 
 
 # float32, float16 or int8 (calibrated on training images), each in its own folder with the

@@ -310,3 +310,49 @@ def train_gres(wildcards):
             )
         train_gres.gres = "gpu:1" if "gpu" in listed else ""
     return train_gres.gres
+
+
+# The label review (rules/review.smk).
+REVIEW = "results/review"
+REVIEW_CFG = config["review"]
+REVIEW_FOLDS = list(range(REVIEW_CFG["folds"]))
+
+
+def review_model_config(wildcards):
+    """The fold detector's model entry: the review's model with the review's time budget."""
+    name = REVIEW_CFG["model"] or config["train_models"][0]
+    if name not in config["models"]:
+        raise WorkflowError(
+            f"review: model {name!r} is not an entry of models: ({sorted(config['models'])})"
+        )
+    model = {
+        k: v
+        for k, v in config["models"][name].items()
+        if k not in EXPORT_ONLY | {"epochs", "train_steps", "init_checkpoint"}
+    }
+    if model.get("anchors") == "fit":
+        model["anchors"] = "default"  # stats.json covers the fold's own boxes
+    return json.dumps(
+        {
+            "name": f"review_fold{wildcards.fold}",
+            **model,
+            "time_budget": REVIEW_CFG["time_budget"],
+        },
+        sort_keys=True,
+    )
+
+
+def review_pretrained(wildcards):
+    from artdet.train.presets import preset
+
+    model = config["models"][REVIEW_CFG["model"] or config["train_models"][0]]
+    name = model.get("pretrained", preset(model["preset"]).get("pretrained"))
+    return f"results/checkpoints/{name}/checkpoint.json" if name else []
+
+
+def other_folds(wildcards):
+    return [
+        f"{REVIEW}/folds/fold{k}.tfrecord"
+        for k in REVIEW_FOLDS
+        if k != int(wildcards.fold)
+    ]

@@ -83,6 +83,7 @@ NOT_MIRRORED = {
     ("classify-features", "--shards"): "the number of shards --shard counts in; 1 is the whole folder",
     ("demo-data", "--classify"): "writes the classifier's demo instead; not the classify: section",
     ("serve", "--classifier"): "a classifier file served at /v1/classify; not a model's classifier: setting",
+    ("choose-form", "--model"): "the model whose form is chosen; not review: model",
 }
 
 

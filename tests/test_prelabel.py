@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artdet.data.validate import EXIF_ORIENTATION, Options, validate_dataset
+from artdet.data.validate import EXIF_ORIENTATION, Options, orient_box, stored_box, validate_dataset
 from artdet.data.voc import read_voc, write_voc
-from artdet.deploy.prelabel import one_class_per_object, prelabel_folder, to_stored, uncertainty
+from artdet.deploy.prelabel import one_class_per_object, prelabel_folder, uncertainty
 from artdet.deploy.runtime import Detection
 
 
@@ -85,7 +85,9 @@ def test_an_existing_xml_is_never_overwritten_and_the_summary_puts_unsure_photos
         Detection(1, "a", 0.3, (50, 50, 60, 60)),
     ]
     assert [(d.class_name, d.score) for d in one_class_per_object(two)] == [("b", 0.7), ("a", 0.3)]
-    assert to_stored((10, 20, 30, 40), 1, 160, 100) == (10, 20, 30, 40)
+    assert stored_box((10, 20, 30, 40), 1, 160, 100) == (10, 20, 30, 40)
+    # Turned 90 degrees and back: the stored box again.
+    assert stored_box(orient_box((10, 20, 30, 40), 6, 160, 100), 6, 100, 160) == (10, 20, 30, 40)
 
 
 def test_unreviewed_prelabels_stay_out_under_review_and_a_save_or_verify_in_labelimg_counts(tmp_path: Path) -> None:

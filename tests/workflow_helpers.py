@@ -38,9 +38,9 @@ def snakemake(workdir: Path, env: dict, *args: str, check: bool = True) -> subpr
     return result
 
 
-def planned_jobs(workdir: Path, env: dict) -> dict[str, int]:
+def planned_jobs(workdir: Path, env: dict, *targets: str) -> dict[str, int]:
     """Rule name -> job count from a dry run's job stats table ({} when nothing is to be done)."""
-    out = snakemake(workdir, env, "-n")
+    out = snakemake(workdir, env, "-n", *targets)
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
         return {}

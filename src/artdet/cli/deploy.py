@@ -42,6 +42,16 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     _checkpoint_option(p)
     _classifier_option(p)
     p.add_argument("out")
+    p.add_argument(
+        "--val-records",
+        nargs="+",
+        help="then score the SavedModel on these (the val split) and store its score threshold in it (best F1)",
+    )
+    p.add_argument("--val-dir", help="with --val-records: folder for the val evaluation (metrics.json, plots)")
+    p.add_argument("--operating-point", metavar="JSON", help="with --val-records: the threshold, also written here")
+    config_option(p, "--iou", "evaluation.iou_threshold", "IoU of a match on val", type=float)
+    p.add_argument("--originals", help="the dataset folder: a two-stage model is scored on the original photos")
+    p.add_argument("--manifests", nargs="+", help="the shards' manifest.json (record image -> original photo)")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -49,6 +59,20 @@ def _export(args: argparse.Namespace) -> None:
 
     export(args.pipeline, args.model_dir, args.label_map, args.out, args.checkpoint)
     _add_classifier(args, args.out)
+    if args.val_records:
+        from artdet.evaluate.evaluator import evaluate_model
+
+        if not (args.val_dir and args.operating_point):
+            raise ValueError("--val-records needs --val-dir and --operating-point")
+        evaluate_model(
+            args.out,
+            args.val_records,
+            args.val_dir,
+            iou_threshold=args.iou,
+            originals=args.originals,
+            manifests=args.manifests,
+            fit_operating_point=args.operating_point,
+        )
 
 
 def _export_tflite_arguments(p: argparse.ArgumentParser) -> None:

@@ -215,6 +215,19 @@ def orient_box(box: tuple[float, float, float, float], orientation: int, width: 
     return min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
 
 
+# The inverse of each EXIF orientation (6 and 8 turn opposite ways; the others undo themselves).
+_INVERSE_ORIENTATION = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
+
+
+def stored_box(box: tuple, orientation: int, width: int, height: int) -> tuple:
+    """A box in the upright (EXIF-oriented) pixels of a ``width`` x ``height`` upright image, in stored pixels.
+
+    The inverse of :func:`orient_box`: LabelImg draws on the stored pixels, so boxes written
+    for it (pre-labels, the review's suggestions) go back through this.
+    """
+    return orient_box(box, _INVERSE_ORIENTATION.get(orientation, 1), width, height)
+
+
 def _decode(path: Path) -> tuple[bytes, Image.Image, tuple[int, int]]:
     """The file's bytes, a fully decoded (JPEG: reduced-scale) image and its stored size.
 

@@ -26,15 +26,13 @@ from PIL import Image, ImageOps
 
 from artdet.data.dataset import find_pairs
 from artdet.data.geometry import iou_matrix
-from artdet.data.validate import EXIF_ORIENTATION, orient_box
+from artdet.data.validate import EXIF_ORIENTATION, stored_box
 from artdet.data.voc import PRELABEL_SOURCE, Annotation, Box, write_voc
 
 # Boxes of one photo that overlap this much (IoU) are one object: its best class is kept.
 SAME_OBJECT_IOU = 0.7
 # Detections from this score on count towards a photo's uncertainty, even below --min-score.
 UNSURE_FLOOR = 0.1
-# The inverse of each EXIF orientation (6 and 8 turn opposite ways; the others undo themselves).
-_INVERSE = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
 
 
 @dataclass
@@ -65,22 +63,17 @@ def uncertainty(scores: list[float]) -> float:
     return max((1 - abs(2 * s - 1) for s in scores if s >= UNSURE_FLOOR), default=0.0)
 
 
-def to_stored(box: tuple, orientation: int, width: int, height: int) -> tuple:
-    """A box in the upright (EXIF-oriented) pixels of a ``width`` x ``height`` upright image, in stored pixels."""
-    return orient_box(box, _INVERSE[orientation], width, height)
-
-
 def prelabel_image(detector, image_path: Path, xml_path: Path, min_score: float) -> Prelabelled:
     """Detect on one photo (upright) and write its LabelImg XML in stored pixels."""
     with Image.open(image_path) as image:
         orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
-        orientation = orientation if orientation in _INVERSE else 1
+        orientation = orientation if 1 <= orientation <= 8 else 1
         stored = image.size
         upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     found = one_class_per_object(detector(upright, min_score=min(min_score, UNSURE_FLOOR)))
     height, width = upright.shape[:2]
     kept = [d for d in found if d.score >= min_score]
-    boxes = [(d.class_name, d.score, to_stored(d.box, orientation, width, height)) for d in kept]
+    boxes = [(d.class_name, d.score, stored_box(d.box, orientation, width, height)) for d in kept]
     annotation = Annotation(
         filename=image_path.name,
         width=stored[0],

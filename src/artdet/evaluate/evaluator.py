@@ -5,6 +5,13 @@ training checkpoint) checks what users deploy. The steps live beside this
 module: :mod:`~artdet.evaluate.inference` runs and times the model,
 :mod:`~artdet.evaluate.metrics` scores it, :mod:`~artdet.evaluate.reports`
 draws and writes.
+
+The score threshold of the confusion matrix, the per-image errors and the drawn figures is the
+model's own (``operating_point.json`` beside it) unless ``score_threshold`` names one;
+``at_operating_point`` in metrics.json is the precision, recall and F1 of the boxes a user sees
+there. ``fit_operating_point`` (a path; give it the val records) fits that threshold on these
+images instead and stores it beside the model and at that path
+(:mod:`~artdet.evaluate.operating_point`).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ def evaluate_model(
     metrics.json scores the boxes with their names ignored. ``originals`` (the
     dataset folder) with the shards' ``manifests`` feeds the model each image's
     original photo instead of the record's pixels: a two-stage model names its
-    boxes from the full resolution, as it does for a user.
+    boxes from the full resolution, as it does for a user. The threshold: see the module.
     """
     from artdet.deploy.runtime import Detector
     from artdet.evaluate import inference, reports
@@ -53,35 +60,17 @@ def evaluate_model(
 
     model, out_dir = Path(model), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(test_records, str | Path):
-        test_records = [test_records]
+    test_records = [test_records] if isinstance(test_records, str | Path) else test_records
     detector = Detector(model)
-    images = inference.load_test_images(test_records)
-    if not images and fit_operating_point is not None:
-        return _unfitted(detector, out_dir, Path(fit_operating_point), test_records)
+    images = _load(test_records, originals, manifests, empty_ok=fit_operating_point is not None)
     if not images:
-        raise ValueError(f"no images in the records {', '.join(map(str, test_records))}")
-    if originals is not None:
-        inference.attach_originals(images, originals, manifests or [])
+        return _unfitted(detector, out_dir, Path(fit_operating_point), test_records)
     found, latencies, boxes = inference.run_detector(detector, images)
     found = scoring.capped(found)
     ground_truth = scoring.ground_truth_of(images)
     truths = [im["boxes"] for im in images]
     if fit_operating_point is not None:
-        fitted = point.fit(truths, found, iou_threshold, detector.default_min_score)
-        source = f"fitted on {len(images)} images of {', '.join(Path(r).name for r in test_records)}"
-        for path in (point.beside(detector.path), fit_operating_point):
-            point.write(fitted, path, source)
-        detector.operating_point, detector.default_min_score = {**fitted, "source": source}, fitted["min_score"]
-        log.info(
-            "operating point | min_score %.3f: precision %.3f, recall %.3f, F1 %.3f at IoU %.2f (%s)",
-            fitted["min_score"],
-            fitted.get("precision", 0),
-            fitted.get("recall", 0),
-            fitted.get("f1", 0),
-            iou_threshold,
-            source,
-        )
+        _fit(detector, truths, found, iou_threshold, Path(fit_operating_point), test_records)
     if score_threshold is None:
         score_threshold = detector.default_min_score
     metrics, matrix, errors = _score(
@@ -112,12 +101,48 @@ def evaluate_model(
         metrics["versus_reference"] = {"reference": str(reference), **comparison}
         if comparison["warning"]:
             log.warning("%s %s", model, comparison["warning"])
-    info_path = (model.parent if model.is_file() else model) / "artdet_model.json"
-    if info_path.exists():
-        metrics["model"] = json.loads(info_path.read_text())
+    metrics.update(_model_info(model))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out_dir / "metrics.html").write_text(reports.metrics_html(metrics, out_dir / "per_class.csv"))
     return metrics
+
+
+def _load(records: list, originals, manifests, empty_ok: bool) -> list[dict]:
+    """The records' images with their ground truth (and original photos); none is an error unless ``empty_ok``."""
+    from artdet.evaluate import inference
+
+    images = inference.load_test_images(records)
+    if not images and not empty_ok:
+        raise ValueError(f"no images in the records {', '.join(map(str, records))}")
+    if images and originals is not None:
+        inference.attach_originals(images, originals, manifests or [])
+    return images
+
+
+def _model_info(model: Path) -> dict:
+    """``model``: what artdet_model.json beside an exported model says of it ({} without one)."""
+    info_path = (model.parent if model.is_file() else model) / "artdet_model.json"
+    return {"model": json.loads(info_path.read_text())} if info_path.exists() else {}
+
+
+def _fit(detector, truths, found, iou: float, out: Path, records: list) -> None:
+    """The model's score threshold fitted on these images (the val split), stored beside it and at ``out``."""
+    from artdet.evaluate import operating_point as point
+
+    fitted = point.fit(truths, found, iou, detector.default_min_score)
+    source = f"fitted on {len(truths)} images of {', '.join(Path(r).name for r in records)}"
+    for path in (point.beside(detector.path), out):
+        point.write(fitted, path, source)
+    detector.operating_point, detector.default_min_score = {**fitted, "source": source}, fitted["min_score"]
+    log.info(
+        "operating point | min_score %.3f: precision %.3f, recall %.3f, F1 %.3f at IoU %.2f (%s)",
+        fitted["min_score"],
+        fitted.get("precision", 0),
+        fitted.get("recall", 0),
+        fitted.get("f1", 0),
+        iou,
+        source,
+    )
 
 
 def _unfitted(detector, out_dir: Path, out: Path, records: list) -> dict:
