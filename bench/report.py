@@ -28,6 +28,17 @@ MEASURES = {
     "inference": ["src/artdet/deploy", "src/artdet/classify"],
     "serve": ["src/artdet/deploy"],
     "classify": ["src/artdet/classify"],
+    "review": [
+        "src/artdet/data",
+        "src/artdet/train",
+        "src/artdet/deploy/export.py",
+        "src/artdet/deploy/runtime.py",
+        "src/artdet/evaluate/label_review.py",
+        "src/artdet/evaluate/review_outputs.py",
+        "rules",
+        "Snakefile",
+        "config.yaml",
+    ],
 }
 
 

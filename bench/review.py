@@ -1,0 +1,264 @@
+"""Does the label review find wrong labels? Seeded errors injected into real sets, then `snakemake review`.
+
+For raccoon and BCCD (../shared) the bench copies the set and injects errors into 5% of the
+boxes of each kind, each on different boxes: a class swapped (BCCD only: raccoon has one class),
+a box removed, a box shifted by half its size, and a box added on the background (the size of a
+random labelled box, overlapping none). Then it runs the real workflow's review target
+(`review: folds` detectors, each trained on the other folds for `review: time_budget`) and ranks
+the issues with both scorers on the same predictions. An injected error counts as found when an
+issue among the top 2N of the ranking (N: errors injected into that set) points at it: its XML
+object for a swapped, shifted or added box, an issue without a box at IoU >= 0.5 with a removed
+box. Beside each share: the same count for the ranking shuffled (the mean of 200 shuffles), what
+a review that knows nothing finds.
+
+The top issues that are no injected error are printed too: labels of the original set that the
+review puts in doubt (read them in results/review/review.html).
+
+    python bench/review.py                       # raccoon and BCCD, 4 folds of 3 minutes each
+    python bench/review.py --datasets raccoon --time-budget 1m   # a quick iteration
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from artdet.data.voc import Box, read_voc, write_voc
+from common import CACHE, ROOT, SHARED, commit, save
+
+KINDS = ("swapped", "removed", "shifted", "added")
+# The issue kind that names each injected error (a found error of another kind still sends the user to it).
+EXPECTED_KIND = {"swapped": "class", "removed": "missing", "shifted": "location", "added": "spurious"}
+RATE = 0.05
+SHUFFLES = 200
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def inject(source: Path, out: Path, seed: int, swap: bool) -> list[dict]:
+    """Copy ``source`` to ``out`` with errors in 5% of the boxes per kind; returns each error."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(source, out, ignore=shutil.ignore_patterns("splits", "README*", "LICENSE*"))
+    xmls = sorted(out.rglob("*.xml"))
+    notes = {x: read_voc(x) for x in xmls}
+    boxes = [(x, i) for x in xmls for i in range(len(notes[x].boxes))]
+    classes = sorted({b.name for a in notes.values() for b in a.boxes})
+    rng = random.Random(seed)
+    rng.shuffle(boxes)
+    n = round(RATE * len(boxes))
+    kinds = [k for k in KINDS if k != "swapped" or (swap and len(classes) > 1)]
+    picked = {k: boxes[j * n : (j + 1) * n] for j, k in enumerate(k for k in kinds if k != "added")}
+    errors: list[dict] = []
+    changes: dict[Path, dict] = {x: {"removed": set(), "added": []} for x in xmls}
+    for kind, chosen in picked.items():
+        for xml, index in chosen:
+            box = notes[xml].boxes[index]
+            error = {"kind": kind, "xml": str(xml.relative_to(out)), "index": index, "box": _corners(box)}
+            if kind == "swapped":
+                box.name = rng.choice([c for c in classes if c != box.name])
+            elif kind == "shifted":
+                w, h = box.xmax - box.xmin, box.ymax - box.ymin
+                dx, dy = rng.choice([(w / 2, 0), (-w / 2, 0), (0, h / 2), (0, -h / 2)])
+                width, height = notes[xml].width or 10**6, notes[xml].height or 10**6
+                dx = min(max(dx, -box.xmin), width - box.xmax)
+                dy = min(max(dy, -box.ymin), height - box.ymax)
+                box.xmin, box.xmax, box.ymin, box.ymax = box.xmin + dx, box.xmax + dx, box.ymin + dy, box.ymax + dy
+            elif kind == "removed":
+                changes[xml]["removed"].add(index)
+            errors.append(error)
+    if "added" in kinds:
+        sizes = [(b.xmax - b.xmin, b.ymax - b.ymin) for a in notes.values() for b in a.boxes]
+        for xml in rng.sample(xmls, min(n, len(xmls))):
+            note = notes[xml]
+            for _ in range(200):
+                w, h = rng.choice(sizes)
+                if not note.width or w >= note.width or h >= note.height:
+                    continue
+                x, y = rng.uniform(0, note.width - w), rng.uniform(0, note.height - h)
+                new = (x, y, x + w, y + h)
+                if all(_iou(new, _corners(b)) == 0 for b in note.boxes):
+                    changes[xml]["added"].append(Box(rng.choice(classes), *new))
+                    errors.append({"kind": "added", "xml": str(xml.relative_to(out)), "index": None, "box": new})
+                    break
+    # Apply: boxes added at the end, removed ones dropped; each error's index is the one in the written file.
+    for xml in xmls:
+        note, change = notes[xml], changes[xml]
+        if not change["removed"] and not change["added"]:
+            if any(e["xml"] == str(xml.relative_to(out)) for e in errors):
+                write_voc(note, xml)
+            continue
+        kept = [i for i in range(len(note.boxes)) if i not in change["removed"]]
+        new_index = {old: new for new, old in enumerate(kept)}
+        first_added = len(kept)
+        note.boxes = [note.boxes[i] for i in kept] + change["added"]
+        write_voc(note, xml)
+        rel = str(xml.relative_to(out))
+        added = iter(range(first_added, len(note.boxes)))
+        for error in errors:
+            if error["xml"] != rel:
+                continue
+            if error["kind"] == "added":
+                error["index"] = next(added)
+            elif error["kind"] != "removed":
+                error["index"] = new_index[error["index"]]
+    return errors
+
+
+def _corners(box: Box) -> tuple:
+    return (box.xmin, box.ymin, box.xmax, box.ymax)
+
+
+def found(error: dict, rows: list[dict]) -> tuple[bool, bool]:
+    """(an issue among ``rows`` points at the error, and one of the expected kind does)."""
+    hits = []
+    for row in rows:
+        if row["annotation"] != error["xml"]:
+            continue
+        if error["kind"] == "removed":
+            if row["object"] == "":
+                box = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+                if _iou(box, tuple(error["box"])) >= 0.5:
+                    hits.append(row)
+        elif row["object"] != "" and int(row["object"]) == error["index"]:
+            hits.append(row)
+    return bool(hits), any(r["kind"] == EXPECTED_KIND[error["kind"]] for r in hits)
+
+
+def score(errors: list[dict], rows: list[dict]) -> dict:
+    """Per kind: errors, share found in the top 2N, share found as the expected kind, random baseline."""
+    top = rows[: 2 * len(errors)]
+    rng = random.Random(0)
+    out = {}
+    for kind in KINDS:
+        mine = [e for e in errors if e["kind"] == kind]
+        if not mine:
+            continue
+        hits = [found(e, top) for e in mine]
+        shuffled = []
+        for _ in range(SHUFFLES):
+            order = rows[:]
+            rng.shuffle(order)
+            shuffled.append(sum(found(e, order[: 2 * len(errors)])[0] for e in mine) / len(mine))
+        out[kind] = {
+            "injected": len(mine),
+            "found": round(sum(h[0] for h in hits) / len(mine), 3),
+            "found_as_kind": round(sum(h[1] for h in hits) / len(mine), 3),
+            "random": round(sum(shuffled) / len(shuffled), 3),
+        }
+    return out
+
+
+def not_injected(errors: list[dict], rows: list[dict], count: int = 8) -> list[dict]:
+    """The top issues that point at no injected error: what the review doubts in the original labels."""
+    out = []
+    for row in rows:
+        if any(found(e, [row])[0] for e in errors):
+            continue
+        out.append({k: row[k] for k in ("rank", "image", "object", "kind", "label", "suggestion", "suspicion")})
+        if len(out) == count:
+            break
+    return out
+
+
+def run_review(name: str, dataset: Path, time_budget: str, folds: int) -> tuple[Path, float]:
+    """`snakemake review` on ``dataset`` in bench/.cache/review/NAME; returns the folder and its wall seconds."""
+    work = CACHE / "review" / name
+    shutil.rmtree(work / "results", ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["dataset"] = str(dataset)
+    config["review"] = {"folds": folds, "time_budget": time_budget}
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "snakemake", "review", "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
+    command += ["--configfile", str(work / "config.yaml"), "--cores", "all", "--resources", "gpu=1"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    start = time.perf_counter()
+    with open(work / "snakemake.log", "w") as log:
+        result = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise SystemExit(f"{name}: snakemake review failed, see {work / 'snakemake.log'}")
+    return work, time.perf_counter() - start
+
+
+def rank_with(work: Path, scorer: str) -> list[dict]:
+    """The workflow's predictions ranked by ``scorer`` (`artdet review`, into results/review_<scorer>)."""
+    out = work / "results" / f"review_{scorer}"
+    predictions = sorted(str(p) for p in (work / "results" / "review").glob("fold*/predictions.json"))
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    label_map = str(work / "results" / "data" / "label_map.pbtxt")
+    command = [sys.executable, "-m", "artdet", "review", *predictions, "--label-map", label_map]
+    command += ["--dataset", config["dataset"], "--out-dir", str(out), "--scorer", scorer, "--thumbnails", "60"]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+    )
+    with open(out / "issues.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["raccoon", "bccd"], choices=["raccoon", "bccd"])
+    parser.add_argument("--time-budget", default="3m", help="review: time_budget (default 3m, the schema's)")
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="review")
+    args = parser.parse_args()
+    measured_at = commit()
+    rows, data = [], {}
+    for name in args.datasets:
+        source = SHARED / "datasets" / name
+        if not source.is_dir():
+            raise SystemExit(f"{source} is missing: the shared {name} dataset is needed for this benchmark")
+        dataset = CACHE / "review" / name / "photos"
+        errors = inject(source, dataset, args.seed, swap=name == "bccd")
+        work, seconds = run_review(name, dataset, args.time_budget, args.folds)
+        data[name] = {"errors": len(errors), "workflow_seconds": round(seconds), "scorers": {}}
+        for scorer in ("artdet", "cleanlab"):
+            ranked = rank_with(work, scorer)
+            per_kind = score(errors, ranked)
+            data[name]["scorers"][scorer] = {
+                "issues": len(ranked),
+                "per_kind": per_kind,
+                "not_injected": not_injected(errors, ranked),
+            }
+            for kind, s in per_kind.items():
+                rows.append([name, scorer, kind, s["injected"], s["found"], s["found_as_kind"], s["random"]])
+        print(f"{name}: {len(errors)} errors injected; review {seconds / 60:.1f} min", flush=True)
+        for issue in data[name]["scorers"]["artdet"]["not_injected"]:
+            print("  not injected:", issue)
+    headers = ["dataset", "scorer", "error", "injected", "found in top 2N", "found as its kind", "random ranking"]
+    kinds = [r for r in rows if r[1] == "artdet"]
+    headline = min(r[4] for r in kinds if r[2] in ("swapped", "removed")) if kinds else 0.0
+    save(
+        args.name,
+        ("least share of swapped or removed boxes found (artdet scorer)", headline, "share"),
+        {
+            f"Injected label errors found by `snakemake review` ({args.folds} folds x {args.time_budget})": (
+                headers,
+                rows,
+            )
+        },
+        {**data, "time_budget": args.time_budget, "folds": args.folds, "rate": RATE, "seed": args.seed},
+        measured_at,
+    )
+
+
+if __name__ == "__main__":
+    main()
