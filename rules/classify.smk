@@ -99,9 +99,11 @@ rule classify_export:
             f"--verify {str(CFG['verify']).lower()} --min-inliers {CFG['min_inliers']} "
             f"--references {CFG['references']}"
         ),
+        # min_inliers: auto is fitted on held-out training pictures, and on half of the unseen ones.
+        unseen=f"--unseen {CFG['unseen']}" if CFG.get("unseen") else "",
     shell:
         "python -m artdet classify-export {output} --trained {input.trained} "
-        "--vocabulary {input.vocabulary} --features {input.features} {params.options} > {log} 2>&1"
+        "--vocabulary {input.vocabulary} --features {input.features} {params.options} {params.unseen} > {log} 2>&1"
 
 
 rule classify_evaluate:

@@ -35,10 +35,17 @@ def test_snakemake_classify_builds_the_branch_alone_and_reports_the_corrupt_imag
     assert report["pictures"] == CLASSIFY_WORKS * 8
     assert "broken.jpg" in (results / "data_report.md").read_text()
     assert not (classify_run / "results" / "data").exists(), "the detector's stages ran"
-    # The geometric check separates the works from the strangers with a margin, and says by how much.
+    # min_inliers was fitted on held-out training pictures and half the strangers; the other half and
+    # the test pictures say what the check does: it rejects the strangers and costs the known little.
     check = metrics["geometric_check"]
-    assert metrics["unseen"]["rejection_rate"] == 1.0
-    assert check["known_inliers"]["min"] >= check["min_inliers"] > check["unseen_max_inliers"]
+    calibration = check["calibration"]
+    classes = json.loads((results / "data_report.json").read_text())["classes"]
+    train = sum(c["train"] for c in classes.values())
+    assert calibration["known_pictures"] == train, "calibration reads training pictures only"
+    unseen = [p for p in (classify_run / "works-unseen").rglob("*.jpg")]
+    assert calibration["unseen_pictures"] + metrics["unseen"]["pictures"] == len(unseen)
+    assert calibration["min_inliers"] == check["min_inliers"] >= 4
+    assert metrics["unseen"]["rejection_rate"] >= 0.9 and check["cost"] <= 0.1, (metrics["unseen"], check)
 
 
 @pytest.mark.slow
@@ -155,3 +162,20 @@ def test_scores_can_show_a_loss_and_sit_beside_the_baseline() -> None:
     # Always answering the big class looks good on accuracy, not on balanced accuracy.
     assert majority["accuracy"] == 0.8 and majority["balanced_accuracy"] == pytest.approx(1 / 3, abs=1e-3)
     assert majority["per_class"]["b"] == {"support": 10, "precision": None, "recall": 0.0}
+
+
+def test_min_inliers_is_the_largest_that_keeps_98_percent_or_the_best_separation() -> None:
+    from artdet.classify.calibrate import choose
+
+    known = np.array([30] * 98 + [9, 5])  # two known pictures match weakly
+    alone = choose(known, np.array([], dtype=int))
+    assert alone["min_inliers"] == 30 and alone["known_kept"] == 0.98
+    # Strangers reach 12 inliers: any value from 13 up keeps 98% and rejects them all; the highest is kept.
+    both = choose(known, np.array([12, 8, 6, 11]))
+    assert both["min_inliers"] == 30 and both["unseen_rejected"] == 1.0
+    # Strangers as strong as the known: no value rejects any, so none is worth a known picture.
+    strong = choose(known, np.array([40, 35, 31]))
+    assert strong["known_kept"] == 1.0 and strong["unseen_rejected"] == 0.0 and strong["min_inliers"] == 5
+    # Made to fail on purpose: when a tenth of the known match weakly, the bar drops to keep them.
+    weak = choose(np.array([30] * 90 + [6] * 10), np.array([], dtype=int))
+    assert weak["min_inliers"] == 6

@@ -98,6 +98,7 @@ def train_box_classifier(
     ``crop_padding``). The summary counts the crops per class and the seconds spent, the
     feature extraction of every shard included: a two-stage model's time budget holds them.
     """
+    from artdet.classify.calibrate import calibrated
     from artdet.classify.features import read_shards
     from artdet.classify.model import export, fit_vocabulary, train_svm
 
@@ -109,6 +110,7 @@ def train_box_classifier(
         raise ValueError("no training crops: the train split holds no box (add labelled photos)")
     vocabulary = fit_vocabulary(train, min(vocabulary_size, max(2, len(train.descriptors) // 2)), seed)
     trained = train_svm(train, vocabulary, svm_c, class_weight, settings["colour_weight"], seed)
+    settings = calibrated(settings, train, vocabulary, trained)
     export(train, vocabulary, trained, settings, out_dir / "model.joblib")
     train_seconds = time.perf_counter() - start
     shard_reports = [json.loads(Path(r).read_text()) for r in reports]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from artdet.classify.calibrate import unseen_half
 from artdet.classify.dataset import load_rgb
 from artdet.classify.features import FeatureSet, extract
 from artdet.classify.model import UNKNOWN, Classifier
@@ -143,12 +144,17 @@ def _answer_test(classifier: Classifier, root: Path, test: FeatureSet, items: di
 def _check_unseen_and_margin(classifier: Classifier, unseen: str | Path | None, rows: list[dict], metrics: dict):
     """The share of ``unseen`` photos called unknown, and the geometric check's inlier margin, into ``metrics``."""
     unseen_most = None
+    calibration = classifier.settings.get("calibration") or {}
     if unseen:
         files = sorted(p for p in Path(unseen).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if calibration.get("unseen_pictures"):
+            # Half of them fitted min_inliers: only the other half says what the check rejects.
+            files = [p for p in files if unseen_half(p, "evaluation")]
         predictions = [classifier(load_rgb(p), top_k=len(classifier.classes)) for p in files]
         answers = [p.label for p in predictions]
         metrics["unseen"] = {
             "folder": str(unseen),
+            "half": "evaluation (the other half fitted min_inliers)" if calibration.get("unseen_pictures") else "all",
             "pictures": len(files),
             "called_unknown": int(sum(a == UNKNOWN for a in answers)),
             "rejection_rate": round(float(np.mean([a == UNKNOWN for a in answers])), 4) if files else None,
@@ -162,6 +168,9 @@ def _check_unseen_and_margin(classifier: Classifier, unseen: str | Path | None, 
         hits = [r["inliers"] for r in rows if r["correct"]]
         metrics["geometric_check"] = {
             "min_inliers": classifier.settings["min_inliers"],
+            "calibration": calibration or None,
+            # What the check cost on known test pictures: the SVM's answers it turned into unknown or another class.
+            "cost": round(metrics["svm_accuracy"] - metrics["accuracy"], 4),
             "known_inliers": {"min": int(min(hits)), "median": float(np.median(hits))} if hits else None,
             "unseen_max_inliers": unseen_most,
         }

@@ -253,7 +253,14 @@ def export(features: FeatureSet, vocabulary: np.ndarray, trained: dict, settings
     """Write one joblib file with everything prediction needs; return the bundle."""
     import joblib
 
-    bundle = {
+    bundle = make_bundle(features, vocabulary, trained, settings)
+    joblib.dump(bundle, out, compress=3)
+    return bundle
+
+
+def make_bundle(features: FeatureSet, vocabulary: np.ndarray, trained: dict, settings: dict) -> dict:
+    """Everything prediction needs, as :class:`Classifier` reads it (``export`` writes it to a file)."""
+    return {
         "format": FORMAT,
         "version": VERSION,
         "classes": sorted(set(features.labels.tolist())),
@@ -263,8 +270,6 @@ def export(features: FeatureSet, vocabulary: np.ndarray, trained: dict, settings
         "svm": trained["svm"],
         "references": pick_references(features, settings["references"]) if settings["verify"] else {},
     }
-    joblib.dump(bundle, out, compress=3)
-    return bundle
 
 
 def settings_from(values: dict) -> dict:

@@ -102,6 +102,15 @@ def _true_false(value: str) -> bool:
     return value.lower() == "true"
 
 
+def _min_inliers(value: str) -> int | str:
+    """``auto`` (fitted on held-out training pictures at export) or a number of inliers, 4 or more."""
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 4:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number of 4 or more, not {value!r}")
+    return int(value)
+
+
 def _model_settings(args: argparse.Namespace, colour_weight: float, unknown_threshold: float) -> dict:
     """The exported model's settings from the command line: feature extraction and the decision."""
     from artdet.classify.model import settings_from
@@ -119,21 +128,25 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     config_option(p, "--top-k", "classify.top_k", type=int)
     config_option(p, "--unknown-threshold", "classify.unknown_threshold", type=float)
     config_option(p, "--verify", "classify.verify", type=_true_false, help="geometric check: true or false")
-    config_option(p, "--min-inliers", "classify.min_inliers", type=int)
+    config_option(p, "--min-inliers", "classify.min_inliers", type=_min_inliers)
     config_option(p, "--references", "classify.references", type=int)
+    config_option(p, "--unseen", "classify.unseen", help="photos of works not in the collection: half calibrate")
 
 
 def _export(args: argparse.Namespace) -> None:
     import joblib
     import numpy as np
 
+    from artdet.classify.calibrate import calibrated
     from artdet.classify.features import read_shards
     from artdet.classify.model import export
 
     trained = joblib.load(args.trained)
     settings = _model_settings(args, trained["colour_weight"], args.unknown_threshold)
     train = read_shards(args.features).subset("train")
-    bundle = export(train, np.load(args.vocabulary), trained, settings, args.out)
+    vocabulary = np.load(args.vocabulary)
+    settings = calibrated(settings, train, vocabulary, trained, args.unseen)
+    bundle = export(train, vocabulary, trained, settings, args.out)
     print(f"wrote {args.out}: {len(bundle['classes'])} classes, {Path(args.out).stat().st_size / 1e6:.1f} MB")
 
 
@@ -240,7 +253,7 @@ def _box_classifier_arguments(p: argparse.ArgumentParser) -> None:
     config_option(p, "--seed", "classify.seed", type=int)
     config_option(p, "--top-k", "classify.top_k", type=int)
     config_option(p, "--verify", "classify.box_verify", type=_true_false, help="geometric check: true or false")
-    config_option(p, "--min-inliers", "classify.min_inliers", type=int)
+    config_option(p, "--min-inliers", "classify.min_inliers", type=_min_inliers)
     config_option(p, "--references", "classify.references", type=int)
     config_option(p, "--crop-padding", "classify.crop_padding", type=float)
     _feature_options(p)
