@@ -44,7 +44,7 @@ def test_snakemake_classify_builds_the_branch_alone_and_reports_the_corrupt_imag
     assert calibration["known_pictures"] == train, "calibration reads training pictures only"
     unseen = [p for p in (classify_run / "works-unseen").rglob("*.jpg")]
     assert calibration["unseen_pictures"] + metrics["unseen"]["pictures"] == len(unseen)
-    assert calibration["min_inliers"] == check["min_inliers"] >= 4
+    assert calibration["check"]["min_inliers"] == check["min_inliers"] >= 4
     assert metrics["unseen"]["rejection_rate"] >= 0.9 and check["cost"] <= 0.1, (metrics["unseen"], check)
 
 

@@ -16,6 +16,12 @@ known cards. ``min_inliers: auto`` fits it at export:
    the one with the most known kept plus unseen rejected. The other half is left to the
    evaluation, which reports the share it rejects on pictures that chose nothing.
 
+``unknown_threshold: auto`` (on the SVM's best score) is 0 without unseen pictures (nothing to
+separate from; any other value only loses known pictures); with them, the threshold with the most
+known kept plus unseen rejected, among those that keep ``KEEP_KNOWN`` of the known pictures the
+check keeps: for collections where the check cannot work (cells, objects that are no flat picture),
+the SVM's confidence is what is left.
+
 The model records the operating point (``settings["calibration"]``).
 """
 
@@ -44,57 +50,63 @@ def unseen_half(path: str | Path, part: str) -> bool:
     return (digest % 2 == 0) == (part == "calibration")
 
 
-def _take(features: FeatureSet, keep: np.ndarray) -> FeatureSet:
-    counts = np.diff(features.offsets)
-    rows = [np.arange(features.offsets[i], features.offsets[i + 1]) for i in keep]
-    rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
-    return FeatureSet(
-        features.points[rows],
-        features.descriptors[rows],
-        np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64),
-        features.colour[keep],
-        features.ids[keep],
-        features.labels[keep],
-        features.sides[keep],
-    )
-
-
-def _most_inliers(classifier, picture) -> int:
-    """The inlier count the check decides on: the most over the picture's best classes."""
+def _look(classifier, picture, verify: bool) -> tuple[float, int]:
+    """What the decision sees of a picture: its best SVM score, and the most inliers of its best classes."""
     from artdet.classify.model import VERIFY_CANDIDATES
 
     scores = classifier.scores([picture])[0]
-    return max(
-        (classifier.inliers(picture, classifier.classes[i]) for i in np.argsort(-scores)[:VERIFY_CANDIDATES]),
-        default=0,
-    )
+    if not verify:
+        return float(scores.max()), 0
+    counts = (classifier.inliers(picture, classifier.classes[i]) for i in np.argsort(-scores)[:VERIFY_CANDIDATES])
+    return float(scores.max()), max(counts, default=0)
 
 
-def held_out_counts(train: FeatureSet, vocabulary: np.ndarray, bundle_of, unseen: list | None = None, seed: int = 0):
-    """Inlier counts of every training picture from a model that did not train on it (and of ``unseen`` pictures).
+def held_out(train: FeatureSet, bundle_of, unseen: list | None = None, verify: bool = True, seed: int = 0):
+    """(best score, most inliers) of every training picture from a model that did not train on it, and of ``unseen``.
 
     ``bundle_of(features)`` makes a model bundle from a part of the training pictures (the SVM and
-    references as the export makes them). The unseen pictures' features are counted against the
-    first fold's model.
+    references as the export makes them). The unseen pictures are looked at by the first fold's model.
     """
     from artdet.classify.model import Classifier
 
     rng = np.random.default_rng(seed)
     folds = np.arange(len(train)) % FOLDS
     rng.shuffle(folds)
-    known = np.zeros(len(train), dtype=int)
-    unseen_counts: list[int] = []
+    known = np.zeros((len(train), 2))
+    strangers = np.zeros((0, 2))
     for k in range(FOLDS):
         held = np.flatnonzero(folds == k)
         rest = np.flatnonzero(folds != k)
         if not len(held) or len(set(train.labels[rest].tolist())) < 2:
             continue
-        classifier = Classifier(bundle_of(_take(train, rest)))
+        classifier = Classifier(bundle_of(train.take(rest)))
         for i in held:
-            known[i] = _most_inliers(classifier, train.of(int(i)))
+            known[i] = _look(classifier, train.of(int(i)), verify)
         if k == 0 and unseen:
-            unseen_counts = [_most_inliers(classifier, picture) for picture in unseen]
-    return known, np.asarray(unseen_counts, dtype=int)
+            strangers = np.array([_look(classifier, picture, verify) for picture in unseen]).reshape(-1, 2)
+    return known, strangers
+
+
+def choose_threshold(known: np.ndarray, known_pass: np.ndarray, unseen: np.ndarray, unseen_pass: np.ndarray) -> dict:
+    """``unknown_threshold`` (on the best SVM score): 0 without unseen pictures; with them, the best separation.
+
+    Among thresholds that keep at least ``KEEP_KNOWN`` of the known pictures the check keeps, the
+    one with the most known kept plus unseen rejected (the check's rejections counted too).
+    """
+    if not len(unseen):
+        return {"unknown_threshold": 0.0, "rule": "0: no unseen pictures to separate from"}
+    base = max(float(np.mean(known_pass)), 1e-9)
+    candidates = sorted({0.0, *np.round(known, 4).tolist()})
+    kept = {t: float(np.mean(known_pass & (known >= t))) for t in candidates}
+    rejected = {t: float(np.mean(~unseen_pass | (unseen < t))) for t in candidates}
+    feasible = [t for t in candidates if kept[t] >= KEEP_KNOWN * base] or [0.0]
+    best = max(feasible, key=lambda t: (kept[t] + rejected[t], -t))
+    return {
+        "unknown_threshold": float(best),
+        "rule": f"the most known kept plus unseen rejected, keeping >= {KEEP_KNOWN:.0%} of what the check keeps",
+        "known_kept": round(kept[best], 4),
+        "unseen_rejected": round(rejected[best], 4),
+    }
 
 
 def choose(known: np.ndarray, unseen: np.ndarray) -> dict:
@@ -134,7 +146,7 @@ def choose(known: np.ndarray, unseen: np.ndarray) -> dict:
 def calibrated(
     settings: dict, train: FeatureSet, vocabulary: np.ndarray, trained: dict, unseen: str | Path | None = None
 ) -> dict:
-    """``settings`` with ``min_inliers: auto`` fitted (see the module); as they are for a number, or no check.
+    """``settings`` with ``min_inliers`` and ``unknown_threshold`` fitted where they say ``auto`` (see the module).
 
     ``trained`` is the SVM the model exports (its C, class weight and seed retrain each fold);
     ``unseen`` a folder of photos of works not in the collection, whose calibration half is used.
@@ -144,7 +156,8 @@ def calibrated(
     from artdet.classify.model import make_bundle, train_svm
     from artdet.data.dataset import IMAGE_SUFFIXES
 
-    if settings.get("min_inliers") != "auto" or not settings.get("verify"):
+    fits_check = settings.get("min_inliers") == "auto" and settings.get("verify")
+    if not fits_check and settings.get("unknown_threshold") != "auto":
         return settings
     svm = trained["svm"]
     class_weight = "none" if svm.class_weight is None else "balanced"
@@ -158,14 +171,22 @@ def calibrated(
         files = sorted(p for p in Path(unseen).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         feature_settings = FeatureSettings.from_dict(settings)
         pictures = [extract(load_rgb(f), feature_settings) for f in files if unseen_half(f, "calibration")]
-    known, strangers = held_out_counts(train, vocabulary, bundle_of, pictures)
-    point = choose(known, strangers)
+    verify = bool(settings.get("verify"))
+    known, strangers = held_out(train, bundle_of, pictures, verify)
+    out = dict(settings)
+    calibration: dict = {}
+    if verify and settings.get("min_inliers") == "auto":
+        calibration["check"] = choose(known[:, 1], strangers[:, 1])
+        out["min_inliers"] = calibration["check"]["min_inliers"]
+    if settings.get("unknown_threshold") == "auto":
+        bar = out["min_inliers"] if verify else 0
+        calibration["threshold"] = choose_threshold(
+            known[:, 0], known[:, 1] >= bar, strangers[:, 0], strangers[:, 1] >= bar
+        )
+        out["unknown_threshold"] = calibration["threshold"]["unknown_threshold"]
+    calibration.update(known_pictures=len(known), unseen_pictures=len(strangers))
     log.info(
-        "calibration | min_inliers %d: keeps %.1f%% of %d held-out known pictures%s (%s)",
-        point["min_inliers"],
-        100 * point["known_kept"],
-        point["known_pictures"],
-        f", rejects {100 * point['unseen_rejected']:.1f}% of {point['unseen_pictures']} unseen" if pictures else "",
-        point["rule"],
+        "calibration | on %d held-out training pictures and %d unseen: %s", len(known), len(strangers), calibration
     )
-    return {**settings, "min_inliers": point["min_inliers"], "calibration": point}
+    out["calibration"] = calibration
+    return out

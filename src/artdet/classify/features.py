@@ -144,7 +144,10 @@ class FeatureSet:
 
     def subset(self, side: str) -> FeatureSet:
         """The pictures on one side of the split (``train`` or ``test``)."""
-        keep = np.flatnonzero(self.sides == side)
+        return self.take(np.flatnonzero(self.sides == side))
+
+    def take(self, keep: np.ndarray) -> FeatureSet:
+        """The pictures at the indices ``keep``, in that order."""
         counts = np.diff(self.offsets)
         rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in keep]) if len(keep) else []
         rows = np.asarray(rows, np.int64)

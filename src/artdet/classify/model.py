@@ -259,7 +259,15 @@ def export(features: FeatureSet, vocabulary: np.ndarray, trained: dict, settings
 
 
 def make_bundle(features: FeatureSet, vocabulary: np.ndarray, trained: dict, settings: dict) -> dict:
-    """Everything prediction needs, as :class:`Classifier` reads it (``export`` writes it to a file)."""
+    """Everything prediction needs, as :class:`Classifier` reads it (``export`` writes it to a file).
+
+    ``auto`` settings must be fitted first (:func:`artdet.classify.calibrate.calibrated`); an
+    ``unknown_threshold`` still ``auto`` is 0, what the fit gives without unseen pictures.
+    """
+    if settings["verify"] and settings["min_inliers"] == "auto":
+        raise ValueError("min_inliers: auto must be fitted before export (artdet.classify.calibrate.calibrated)")
+    if settings["unknown_threshold"] == "auto":
+        settings = {**settings, "unknown_threshold": 0.0}
     return {
         "format": FORMAT,
         "version": VERSION,

@@ -111,6 +111,19 @@ def _min_inliers(value: str) -> int | str:
     return int(value)
 
 
+def _threshold(value: str) -> float | str:
+    """``auto`` (fitted at export) or a score between 0 and 1."""
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a score from 0 to 1, not {value!r}")
+    return number
+
+
 def _model_settings(args: argparse.Namespace, colour_weight: float, unknown_threshold: float) -> dict:
     """The exported model's settings from the command line: feature extraction and the decision."""
     from artdet.classify.model import settings_from
@@ -126,7 +139,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     _train_options(p)
     _feature_options(p)
     config_option(p, "--top-k", "classify.top_k", type=int)
-    config_option(p, "--unknown-threshold", "classify.unknown_threshold", type=float)
+    config_option(p, "--unknown-threshold", "classify.unknown_threshold", type=_threshold)
     config_option(p, "--verify", "classify.verify", type=_true_false, help="geometric check: true or false")
     config_option(p, "--min-inliers", "classify.min_inliers", type=_min_inliers)
     config_option(p, "--references", "classify.references", type=int)
