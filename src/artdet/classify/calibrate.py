@@ -8,9 +8,10 @@ known cards. ``min_inliers: auto`` fits it at export:
 
 1. The training pictures are split into ``FOLDS`` parts; for each part an SVM and reference
    pictures are made from the other parts (as the model makes them from all), and each held-out
-   picture gets the inlier count the check would see: the most over its best classes.
-2. Without unseen pictures: the largest ``min_inliers`` that keeps at least ``KEEP_KNOWN`` of the
-   held-out known pictures (a check that costs at most 2% of them, and rejects as much as it can).
+   picture the SVM names right gets its inlier count with that class (what the check decides
+   on; a picture the SVM names wrongly is wrong with the check or without, and costs nothing).
+2. Without unseen pictures: the largest ``min_inliers`` that keeps at least ``KEEP_KNOWN`` of
+   those held-out pictures (a check that costs at most 2% of them, and rejects as much as it can).
 3. With unseen pictures (``classify: unseen``): half of them (by a hash of their path) are
    counted the same way, and among the values that keep ``KEEP_KNOWN`` of the known pictures,
    the one with the most known kept plus unseen rejected. The other half is left to the
@@ -50,15 +51,25 @@ def unseen_half(path: str | Path, part: str) -> bool:
     return (digest % 2 == 0) == (part == "calibration")
 
 
-def _look(classifier, picture, verify: bool) -> tuple[float, int]:
-    """What the decision sees of a picture: its best SVM score, and the most inliers of its best classes."""
+def _look(classifier, picture, verify: bool, label: str | None = None) -> tuple[float, float]:
+    """What the decision sees of a picture: its best SVM score, and the inliers that decide whether it is kept.
+
+    A known picture (``label``) costs the check something only when the SVM names it right:
+    then its inliers with that class count, and a picture the SVM names wrongly is marked NaN
+    (wrong with the check or without). A stranger's count is the most over its best classes.
+    """
     from artdet.classify.model import VERIFY_CANDIDATES
 
     scores = classifier.scores([picture])[0]
+    best = int(np.argmax(scores))
+    if label is not None and classifier.classes[best] != label:
+        return float(scores[best]), float("nan")
     if not verify:
-        return float(scores.max()), 0
+        return float(scores[best]), 0.0
+    if label is not None:
+        return float(scores[best]), float(classifier.inliers(picture, label))
     counts = (classifier.inliers(picture, classifier.classes[i]) for i in np.argsort(-scores)[:VERIFY_CANDIDATES])
-    return float(scores.max()), max(counts, default=0)
+    return float(scores[best]), float(max(counts, default=0))
 
 
 def held_out(train: FeatureSet, bundle_of, unseen: list | None = None, verify: bool = True, seed: int = 0):
@@ -72,7 +83,7 @@ def held_out(train: FeatureSet, bundle_of, unseen: list | None = None, verify: b
     rng = np.random.default_rng(seed)
     folds = np.arange(len(train)) % FOLDS
     rng.shuffle(folds)
-    known = np.zeros((len(train), 2))
+    known = np.full((len(train), 2), np.nan)
     strangers = np.zeros((0, 2))
     for k in range(FOLDS):
         held = np.flatnonzero(folds == k)
@@ -81,7 +92,7 @@ def held_out(train: FeatureSet, bundle_of, unseen: list | None = None, verify: b
             continue
         classifier = Classifier(bundle_of(train.take(rest)))
         for i in held:
-            known[i] = _look(classifier, train.of(int(i)), verify)
+            known[i] = _look(classifier, train.of(int(i)), verify, str(train.labels[i]))
         if k == 0 and unseen:
             strangers = np.array([_look(classifier, picture, verify) for picture in unseen]).reshape(-1, 2)
     return known, strangers
@@ -157,8 +168,10 @@ def calibrated(
     from artdet.data.dataset import IMAGE_SUFFIXES
 
     fits_check = settings.get("min_inliers") == "auto" and settings.get("verify")
-    if not fits_check and settings.get("unknown_threshold") != "auto":
-        return settings
+    fits_threshold = settings.get("unknown_threshold") == "auto"
+    if not fits_check and not (fits_threshold and unseen):
+        # Nothing to fit on held-out pictures: a threshold with no stranger to separate from is 0.
+        return {**settings, "unknown_threshold": 0.0} if fits_threshold else settings
     svm = trained["svm"]
     class_weight = "none" if svm.class_weight is None else "balanced"
 
@@ -172,7 +185,8 @@ def calibrated(
         feature_settings = FeatureSettings.from_dict(settings)
         pictures = [extract(load_rgb(f), feature_settings) for f in files if unseen_half(f, "calibration")]
     verify = bool(settings.get("verify"))
-    known, strangers = held_out(train, bundle_of, pictures, verify)
+    looked, strangers = held_out(train, bundle_of, pictures, verify)
+    known = looked[~np.isnan(looked[:, 1])]  # the pictures the SVM names right: what the check can cost
     out = dict(settings)
     calibration: dict = {}
     if verify and settings.get("min_inliers") == "auto":
@@ -184,7 +198,7 @@ def calibrated(
             known[:, 0], known[:, 1] >= bar, strangers[:, 0], strangers[:, 1] >= bar
         )
         out["unknown_threshold"] = calibration["threshold"]["unknown_threshold"]
-    calibration.update(known_pictures=len(known), unseen_pictures=len(strangers))
+    calibration.update(known_pictures=len(looked), named_right=len(known), unseen_pictures=len(strangers))
     log.info(
         "calibration | on %d held-out training pictures and %d unseen: %s", len(known), len(strangers), calibration
     )

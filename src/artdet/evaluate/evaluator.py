@@ -30,7 +30,7 @@ def evaluate_model(
     test_records: str | Path | list[str | Path],
     out_dir: str | Path,
     iou_threshold: float = 0.5,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
     worst: int = 8,
     reference: str | Path | None = None,
     tolerance: float = EXPORT_TOLERANCE,

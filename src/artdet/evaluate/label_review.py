@@ -19,7 +19,8 @@ Two scorers rank them, on the same predictions:
   a detector trained for minutes on a CPU seldom reaches). cleanlab has no score for a box on
   nothing (it scores such a box 1.0, "fine"), so the spurious kind comes from the scorer below.
 - ``artdet``: the same four questions asked directly: how confident the model is in what it
-  finds there, and how far that is from the label.
+  finds there, and how far that is from the label; "nothing there" and "something unlabelled"
+  weighed by how much the models can be believed on that (:func:`reliability`).
 
 Every issue has a ``suspicion`` in [0, 1] (1: surely wrong); both scorers rank by it.
 ``bench/review.py`` measures both on injected errors; the default is the one measured better.
@@ -111,7 +112,37 @@ def _missing_issue(image, name, box, suspicion) -> LabelIssue:
     )
 
 
-def _score_artdet(image: ReviewImage, high: float, low: float) -> list[LabelIssue]:
+def reliability(images: list[ReviewImage], high: float, low: float) -> tuple[float, float]:
+    """How far the held-out models can be believed: (recall, precision) against the labels as they are.
+
+    Recall: the share of label boxes with a prediction of their class on them (score >= ``low``);
+    precision: the share of confident predictions (score >= ``high``) on a label box. A model
+    that finds few of the labelled boxes says little when it finds nothing on one (``spurious``),
+    one with many unlabelled predictions little when it finds something unlabelled (``missing``):
+    those two doubts are weighed by them. Label errors lower both a little; a weak model, a lot.
+    """
+    found = total = confirmed = confident = 0
+    for image in images:
+        names, scores, boxes = _predictions_of(image)
+        label_boxes = [b for _, _, b in image.labels]
+        if not label_boxes or not boxes:
+            total += len(label_boxes)
+            confident += int((scores >= high).sum())
+            continue
+        ious = iou_matrix(label_boxes, boxes)
+        for row, (_, name, _) in enumerate(image.labels):
+            total += 1
+            same = np.array([n == name for n in names]) & (scores >= low) & (ious[row] >= SAME_OBJECT_IOU)
+            found += bool(same.any())
+        for j in np.flatnonzero(scores >= high):
+            confident += 1
+            confirmed += bool(ious[:, j].max() >= SAME_OBJECT_IOU)
+    return (found / total if total else 1.0), (confirmed / confident if confident else 1.0)
+
+
+def _score_artdet(
+    image: ReviewImage, high: float, low: float, recall: float = 1.0, precision: float = 1.0
+) -> list[LabelIssue]:
     """Per label: the strongest of the three doubts; per prediction on no label: how sure it is."""
     names, scores, boxes = _predictions_of(image)
     label_boxes = [b for _, _, b in image.labels]
@@ -135,7 +166,7 @@ def _score_artdet(image: ReviewImage, high: float, low: float) -> list[LabelIssu
             doubts.append((scores[j] * (1.0 - overlap[j]) if overlap[j] < SAME_OBJECT_IOU else 0.0, "location", j))
         # spurious: nothing of any class found on the box.
         on_it = overlap >= 0.3 * SAME_OBJECT_IOU
-        doubts.append((1.0 - float(scores[on_it].max(initial=0.0)), "spurious", None))
+        doubts.append(((1.0 - float(scores[on_it].max(initial=0.0))) * recall, "spurious", None))
         suspicion, kind, j = max(doubts, key=lambda d: d[0])
         if kind == "location":
             placed.add(j)  # the box to move to: not also an object with no box
@@ -143,7 +174,7 @@ def _score_artdet(image: ReviewImage, high: float, low: float) -> list[LabelIssu
     for j, (name, score, box) in enumerate(zip(names, scores, boxes, strict=True)):
         covered = ious[:, j].max(initial=0.0) if label_boxes else 0.0
         if score >= low and covered < SAME_OBJECT_IOU and j not in placed:
-            issues.append(_missing_issue(image, name, box, float(score) * (1.0 - covered)))
+            issues.append(_missing_issue(image, name, box, float(score) * (1.0 - covered) * precision))
     return issues
 
 
@@ -172,7 +203,8 @@ def _score_cleanlab(images: list[ReviewImage], classes: list[str], high: float, 
         overlooked = rank.compute_overlooked_box_scores(
             labels=labels, predictions=predictions, high_probability_threshold=high
         )
-    ours = {image.source: _score_artdet(image, high, low) for image in images}
+    recall, precision = reliability(images, high, low)
+    ours = {image.source: _score_artdet(image, high, low, recall, precision) for image in images}
     issues = []
     for i, image in enumerate(images):
         # cleanlab orders predictions by class, then as given: the same order as per_class above.
@@ -214,5 +246,6 @@ def rank_issues(
     if scorer == "cleanlab":
         issues = _score_cleanlab(images, classes, high, low)
     else:
-        issues = [issue for image in images for issue in _score_artdet(image, high, low)]
+        recall, precision = reliability(images, high, low)
+        issues = [issue for image in images for issue in _score_artdet(image, high, low, recall, precision)]
     return sorted(issues, key=lambda i: (-i.suspicion, i.image, i.object if i.object is not None else -1))

@@ -94,7 +94,8 @@ def fit(truths: list[Truth], founds: list[Found], iou: float = 0.5, fallback: fl
     best = float(f1.max())
     k = int(np.flatnonzero(f1 >= best - 1e-12)[0])  # the first (highest score) of the best
     return {
-        "min_score": round(float(scores[k]), 4),
+        # Not rounded: a threshold rounded up would leave out the box it was cut at.
+        "min_score": float(scores[k]),
         "fitted": True,
         "iou": iou,
         "images": len(truths),
