@@ -132,7 +132,8 @@ def held_out_crops(dataset: Path, label: str, features_of: str) -> Path:
         for item in json.loads(report.read_text())["items"]:
             if item["label"] == label:
                 pixels = load_rgb(dataset / item["image"], _crop_box(item))
-                Image.fromarray(pixels).save(out / label / f"{item['id']}.jpg", quality=92)
+                name = str(item["id"]).replace("/", "_").replace("#", "_")
+                Image.fromarray(pixels).save(out / label / f"{name}.jpg", quality=92)
     (out / ".complete").write_text("ok\n")
     return out
 
