@@ -8,8 +8,8 @@ random labelled box, overlapping none). Then it runs the real workflow's review 
 the issues with both scorers on the same predictions. An injected error counts as found when an
 issue among the top 2N of the ranking (N: errors injected into that set) points at it: its XML
 object for a swapped, shifted or added box, an issue without a box at IoU >= 0.5 with a removed
-box. Beside each share: the same count for the ranking shuffled (the mean of 200 shuffles), what
-a review that knows nothing finds.
+box. Beside each share: what a random ranking finds (the expected share, exact: an error with c
+matching issues among M is missed when all c fall outside the top 2N).
 
 The top issues that are no injected error are printed too: labels of the original set that the
 review puts in doubt (read them in results/review/review.html).
@@ -39,7 +39,6 @@ KINDS = ("swapped", "removed", "shifted", "added")
 # The issue kind that names each injected error (a found error of another kind still sends the user to it).
 EXPECTED_KIND = {"swapped": "class", "removed": "missing", "shifted": "location", "added": "spurious"}
 RATE = 0.05
-SHUFFLES = 200
 
 
 def _iou(a: tuple, b: tuple) -> float:
@@ -123,51 +122,66 @@ def _corners(box: Box) -> tuple:
     return (box.xmin, box.ymin, box.xmax, box.ymax)
 
 
-def found(error: dict, rows: list[dict]) -> tuple[bool, bool]:
-    """(an issue among ``rows`` points at the error, and one of the expected kind does)."""
+def matches(error: dict, rows_of: dict[str, list[tuple[int, dict]]]) -> list[tuple[int, str]]:
+    """(rank position, kind) of every issue that points at the error; ``rows_of`` groups the ranking by XML file."""
     hits = []
-    for row in rows:
-        if row["annotation"] != error["xml"]:
-            continue
+    for position, row in rows_of.get(error["xml"], []):
         if error["kind"] == "removed":
             if row["object"] == "":
                 box = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
                 if _iou(box, tuple(error["box"])) >= 0.5:
-                    hits.append(row)
+                    hits.append((position, row["kind"]))
         elif row["object"] != "" and int(row["object"]) == error["index"]:
-            hits.append(row)
-    return bool(hits), any(r["kind"] == EXPECTED_KIND[error["kind"]] for r in hits)
+            hits.append((position, row["kind"]))
+    return hits
+
+
+def _by_file(rows: list[dict]) -> dict[str, list[tuple[int, dict]]]:
+    grouped: dict[str, list[tuple[int, dict]]] = {}
+    for position, row in enumerate(rows):
+        grouped.setdefault(row["annotation"], []).append((position, row))
+    return grouped
+
+
+def _random_share(hit_counts: list[int], total: int, top: int) -> float:
+    """The expected share found by a random ranking: an error with c matching issues is missed
+    only if all c fall outside the top ``top`` of ``total`` (hypergeometric, exact)."""
+    from math import comb
+
+    if not hit_counts:
+        return 0.0
+    missed = [comb(total - c, top) / comb(total, top) if c else 1.0 for c in hit_counts]
+    return 1.0 - sum(missed) / len(missed)
 
 
 def score(errors: list[dict], rows: list[dict]) -> dict:
-    """Per kind: errors, share found in the top 2N, share found as the expected kind, random baseline."""
-    top = rows[: 2 * len(errors)]
-    rng = random.Random(0)
+    """Per kind: errors, share found in the top 2N, share found as the expected kind, a random ranking's share."""
+    top = 2 * len(errors)
+    rows_of = _by_file(rows)
     out = {}
     for kind in KINDS:
         mine = [e for e in errors if e["kind"] == kind]
         if not mine:
             continue
-        hits = [found(e, top) for e in mine]
-        shuffled = []
-        for _ in range(SHUFFLES):
-            order = rows[:]
-            rng.shuffle(order)
-            shuffled.append(sum(found(e, order[: 2 * len(errors)])[0] for e in mine) / len(mine))
+        hits = [matches(e, rows_of) for e in mine]
         out[kind] = {
             "injected": len(mine),
-            "found": round(sum(h[0] for h in hits) / len(mine), 3),
-            "found_as_kind": round(sum(h[1] for h in hits) / len(mine), 3),
-            "random": round(sum(shuffled) / len(shuffled), 3),
+            "found": round(sum(any(p < top for p, _ in h) for h in hits) / len(mine), 3),
+            "found_as_kind": round(
+                sum(any(p < top and k == EXPECTED_KIND[kind] for p, k in h) for h in hits) / len(mine), 3
+            ),
+            "random": round(_random_share([len(h) for h in hits], len(rows), min(top, len(rows))), 3),
         }
     return out
 
 
 def not_injected(errors: list[dict], rows: list[dict], count: int = 8) -> list[dict]:
     """The top issues that point at no injected error: what the review doubts in the original labels."""
+    rows_of = _by_file(rows)
+    injected = {p for e in errors for p, _ in matches(e, rows_of)}
     out = []
-    for row in rows:
-        if any(found(e, [row])[0] for e in errors):
+    for position, row in enumerate(rows):
+        if position in injected:
             continue
         out.append({k: row[k] for k in ("rank", "image", "object", "kind", "label", "suggestion", "suspicion")})
         if len(out) == count:
@@ -180,6 +194,7 @@ def run_review(name: str, dataset: Path, time_budget: str, folds: int) -> tuple[
     work = CACHE / "review" / name
     shutil.rmtree(work / "results", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    (work / "commit.txt").write_text(commit() + "\n")  # what --from-cache reports the figures against
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["dataset"] = str(dataset)
     config["review"] = {"folds": folds, "time_budget": time_budget}
@@ -219,6 +234,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="review")
+    parser.add_argument("--from-cache", action="store_true", help="rank the last run's predictions again, no training")
     args = parser.parse_args()
     measured_at = commit()
     rows, data = [], {}
@@ -228,8 +244,13 @@ def main() -> None:
             raise SystemExit(f"{source} is missing: the shared {name} dataset is needed for this benchmark")
         dataset = CACHE / "review" / name / "photos"
         errors = inject(source, dataset, args.seed, swap=name == "bccd")
-        work, seconds = run_review(name, dataset, args.time_budget, args.folds)
-        data[name] = {"errors": len(errors), "workflow_seconds": round(seconds), "scorers": {}}
+        if args.from_cache:
+            work, seconds = CACHE / "review" / name, None
+            recorded = work / "commit.txt"
+            measured_at = recorded.read_text().strip() if recorded.exists() else "unknown"
+        else:
+            work, seconds = run_review(name, dataset, args.time_budget, args.folds)
+        data[name] = {"errors": len(errors), "workflow_seconds": seconds and round(seconds), "scorers": {}}
         for scorer in ("artdet", "cleanlab"):
             ranked = rank_with(work, scorer)
             per_kind = score(errors, ranked)
@@ -240,7 +261,8 @@ def main() -> None:
             }
             for kind, s in per_kind.items():
                 rows.append([name, scorer, kind, s["injected"], s["found"], s["found_as_kind"], s["random"]])
-        print(f"{name}: {len(errors)} errors injected; review {seconds / 60:.1f} min", flush=True)
+        took = f"review {seconds / 60:.1f} min" if seconds else "ranked from the cached run"
+        print(f"{name}: {len(errors)} errors injected; {took}", flush=True)
         for issue in data[name]["scorers"]["artdet"]["not_injected"]:
             print("  not injected:", issue)
     headers = ["dataset", "scorer", "error", "injected", "found in top 2N", "found as its kind", "random ranking"]
