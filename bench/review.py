@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from artdet.data.voc import Box, read_voc, write_voc
+from artdet.evaluate.label_review import SCORERS
 from common import CACHE, ROOT, SHARED, commit, save
 
 KINDS = ("swapped", "removed", "shifted", "added")
@@ -251,7 +252,7 @@ def main() -> None:
         else:
             work, seconds = run_review(name, dataset, args.time_budget, args.folds)
         data[name] = {"errors": len(errors), "workflow_seconds": seconds and round(seconds), "scorers": {}}
-        for scorer in ("artdet", "cleanlab"):
+        for scorer in SCORERS:
             ranked = rank_with(work, scorer)
             per_kind = score(errors, ranked)
             data[name]["scorers"][scorer] = {
@@ -263,14 +264,15 @@ def main() -> None:
                 rows.append([name, scorer, kind, s["injected"], s["found"], s["found_as_kind"], s["random"]])
         took = f"review {seconds / 60:.1f} min" if seconds else "ranked from the cached run"
         print(f"{name}: {len(errors)} errors injected; {took}", flush=True)
-        for issue in data[name]["scorers"]["artdet"]["not_injected"]:
+        for issue in data[name]["scorers"][SCORERS[0]]["not_injected"]:
             print("  not injected:", issue)
     headers = ["dataset", "scorer", "error", "injected", "found in top 2N", "found as its kind", "random ranking"]
-    kinds = [r for r in rows if r[1] == "artdet"]
+    default_scorer = SCORERS[0]  # the workflow's default (review: scorer)
+    kinds = [r for r in rows if r[1] == default_scorer]
     headline = min(r[4] for r in kinds if r[2] in ("swapped", "removed")) if kinds else 0.0
     save(
         args.name,
-        ("least share of swapped or removed boxes found (artdet scorer)", headline, "share"),
+        (f"least share of swapped or removed boxes found ({default_scorer} scorer)", headline, "share"),
         {
             f"Injected label errors found by `snakemake review` ({args.folds} folds x {args.time_budget})": (
                 headers,

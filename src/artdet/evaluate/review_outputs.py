@@ -222,7 +222,7 @@ def review(
     label_map: str | Path,
     dataset: str | Path,
     out_dir: str | Path,
-    scorer: str = "artdet",
+    scorer: str = "cleanlab",
     high: float = 0.5,
     low: float = 0.2,
     thumbnails: int = 200,
