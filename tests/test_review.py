@@ -140,7 +140,7 @@ def test_snakemake_review_ranks_every_label_and_leaves_the_dataset_alone(
     work = tmp_path / "run"
     shutil.copytree(workflow_run, work, symlinks=True)
     config = yaml.safe_load((work / "config.yaml").read_text())
-    config["review"] = {"folds": 2, "time_budget": "30s", "thumbnails": 20}
+    config["review"] = {"folds": 2, "time_budget": "15s", "thumbnails": 20}
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     before = _tree_digest(work / "photos")
     planned = planned_jobs(work, venv_env)

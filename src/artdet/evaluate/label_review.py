@@ -223,8 +223,14 @@ def _score_cleanlab(images: list[ReviewImage], classes: list[str], high: float, 
                 continue
             j = None
             if boxes:
+                # The prediction that speaks against the label: for a class, the surest other class on
+                # the object (the closest box when none overlaps enough); for a location, the closest box.
                 other = [k for k in range(len(boxes)) if (names[k] != name) == (kind == "class")]
-                j = max(other, key=lambda k: ious[row, k]) if other else None
+                on_it = [k for k in other if ious[row, k] >= SAME_OBJECT_IOU]
+                if kind == "class" and on_it:
+                    j = max(on_it, key=lambda k: flat[k][1])
+                else:
+                    j = max(other, key=lambda k: ious[row, k]) if other else None
             if j is None:
                 kind = "spurious"
             issues.append(_label_issue(image, index, name, box, kind, suspicion, names, boxes, j))
