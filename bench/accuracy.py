@@ -29,16 +29,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from artdet.evaluate.metrics import EXPORT_TOLERANCE as TOLERANCE  # the workflow's own flag
-from common import CACHE, ROOT, SHARED, commit, save
+from common import CACHE, ROOT, SHARED, commit, run_snakemake, save
 
 FORMS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
 # The recipe before this benchmark existed: config.yaml's ssd_mobilenet entry at commit a707cc9.
@@ -134,15 +131,8 @@ def run_workflow(
     targets = [f"results/{m}/evaluation/{form}/metrics.json" for m in models if m not in auto for form in forms[m]]
     targets += [f"results/{m}/form.json" for m in auto] + list(extra_targets)
     targets += ["results/comparison.csv"] if auto else []
-    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
-    command += ["--configfile", str(work / "config.yaml"), "--cores", "all", "--resources", "gpu=1"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    start = time.perf_counter()
-    with open(work / "snakemake.log", "w") as log:
-        result = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise SystemExit(f"{name}: snakemake failed, see {work / 'snakemake.log'}")
-    print(f"{name}: workflow {time.perf_counter() - start:.0f} s", flush=True)
+    seconds = run_snakemake(work, targets, name)
+    print(f"{name}: workflow {seconds:.0f} s", flush=True)
     return collect(work, models, folders)
 
 

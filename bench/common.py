@@ -137,3 +137,17 @@ def run(command: list[str], cwd: Path | None = None, env: dict | None = None) ->
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def run_snakemake(work: Path, targets: list[str], name: str) -> float:
+    """The project's Snakefile on ``targets`` in ``work`` (its config.yaml, all cores, one GPU slot);
+    the log in ``work/snakemake.log``. Returns the wall seconds; stops the bench when it fails."""
+    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
+    command += ["--configfile", str(work / "config.yaml"), "--cores", "all", "--resources", "gpu=1"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    start = time.perf_counter()
+    with open(work / "snakemake.log", "w") as log:
+        result = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise SystemExit(f"{name}: snakemake failed, see {work / 'snakemake.log'}")
+    return time.perf_counter() - start

@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 from artdet.data.voc import Box, read_voc, write_voc
 from artdet.evaluate.label_review import SCORERS
-from common import CACHE, ROOT, SHARED, commit, save
+from common import CACHE, ROOT, SHARED, commit, run_snakemake, save
 
 KINDS = ("swapped", "removed", "shifted", "added")
 # The issue kind that names each injected error (a found error of another kind still sends the user to it).
@@ -200,15 +198,7 @@ def run_review(name: str, dataset: Path, time_budget: str, folds: int) -> tuple[
     config["dataset"] = str(dataset)
     config["review"] = {"folds": folds, "time_budget": time_budget}
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "snakemake", "review", "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
-    command += ["--configfile", str(work / "config.yaml"), "--cores", "all", "--resources", "gpu=1"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    start = time.perf_counter()
-    with open(work / "snakemake.log", "w") as log:
-        result = subprocess.run(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise SystemExit(f"{name}: snakemake review failed, see {work / 'snakemake.log'}")
-    return work, time.perf_counter() - start
+    return work, run_snakemake(work, ["review"], f"{name}: review")
 
 
 def rank_with(work: Path, scorer: str) -> list[dict]:
