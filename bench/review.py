@@ -188,9 +188,8 @@ def not_injected(errors: list[dict], rows: list[dict], count: int = 8) -> list[d
     return out
 
 
-def run_review(name: str, dataset: Path, time_budget: str, folds: int) -> tuple[Path, float]:
-    """`snakemake review` on ``dataset`` in bench/.cache/review/NAME; returns the folder and its wall seconds."""
-    work = CACHE / "review" / name
+def run_review(work: Path, dataset: Path, time_budget: str, folds: int) -> tuple[Path, float]:
+    """`snakemake review` on ``dataset`` in ``work``; returns the folder and its wall seconds."""
     shutil.rmtree(work / "results", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     (work / "commit.txt").write_text(commit() + "\n")  # what --from-cache reports the figures against
@@ -198,7 +197,7 @@ def run_review(name: str, dataset: Path, time_budget: str, folds: int) -> tuple[
     config["dataset"] = str(dataset)
     config["review"] = {"folds": folds, "time_budget": time_budget}
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return work, run_snakemake(work, ["review"], f"{name}: review")
+    return work, run_snakemake(work, ["review"], f"{work.name}: review")
 
 
 def rank_with(work: Path, scorer: str) -> list[dict]:
@@ -233,14 +232,16 @@ def main() -> None:
         source = SHARED / "datasets" / name
         if not source.is_dir():
             raise SystemExit(f"{source} is missing: the shared {name} dataset is needed for this benchmark")
-        dataset = CACHE / "review" / name / "photos"
+        # One folder per set and seed: a tuning seed's predictions stay beside the reporting seed's.
+        work = CACHE / "review" / f"{name}-seed{args.seed}"
+        dataset = work / "photos"
         errors = inject(source, dataset, args.seed, swap=name == "bccd")
         if args.from_cache:
-            work, seconds = CACHE / "review" / name, None
+            seconds = None
             recorded = work / "commit.txt"
             measured_at = recorded.read_text().strip() if recorded.exists() else "unknown"
         else:
-            work, seconds = run_review(name, dataset, args.time_budget, args.folds)
+            work, seconds = run_review(work, dataset, args.time_budget, args.folds)
         data[name] = {"errors": len(errors), "workflow_seconds": seconds and round(seconds), "scorers": {}}
         for scorer in SCORERS:
             ranked = rank_with(work, scorer)
