@@ -3,10 +3,14 @@
 Runs in the peers' own virtualenv (``make bench-peers`` builds it), never in
 artdet's: Ultralytics and PyTorch are not dependencies of the package. Called
 by ``bench/peers.py`` with a YOLO-format dataset it wrote; prints one JSON
-object: training time, epochs, images/s, and per test image its detections
-(class index, score, box in pixels) and the latency of one ``predict`` call.
+object: when the final weights were written (the caller times the training
+from its own process start, as it times ours), epochs, and per test image its
+detections (class index, score, box in pixels) and the latency of one
+``predict`` call on the already decoded image (ours is timed from decoded
+pixels too). The confidence floor, NMS IoU and detection cap are the caller's,
+read from our model's own settings, so both detectors keep the same boxes.
 
-    python peers_yolo.py DATA_YAML TEST_LIST OUT_DIR --budget-seconds 720
+    python peers_yolo.py DATA_YAML TEST_LIST OUT_DIR --budget-seconds 720 --conf 0.01 --iou 0.5 --max-det 100
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--train-images", type=int, required=True)
+    parser.add_argument("--conf", type=float, required=True, help="confidence floor of the kept detections")
+    parser.add_argument("--iou", type=float, required=True, help="NMS IoU threshold")
+    parser.add_argument("--max-det", type=int, required=True, help="most detections per image")
     args = parser.parse_args()
 
     # Offline and quiet, and the user's own Ultralytics settings untouched: settings live in the run
@@ -61,18 +68,29 @@ def main() -> None:
         verbose=False,
     )
     train_seconds = time.perf_counter() - start
+    weights_written_at = time.time()  # the caller's clock started when it launched this process
     epochs = int(model.trainer.epoch) + 1
     weights = Path(model.trainer.last)
 
     trained = YOLO(str(weights))
     paths = Path(args.test_list).read_text().split()
-    options = {"imgsz": args.imgsz, "conf": 0.001, "iou": 0.6, "max_det": 100, "device": "cpu", "verbose": False}
-    for path in paths[:3]:
-        trained.predict(path, **options)  # warm-up
+    options = {
+        "imgsz": args.imgsz,
+        "conf": args.conf,
+        "iou": args.iou,
+        "max_det": args.max_det,
+        "device": "cpu",
+        "verbose": False,
+    }
+    import cv2  # Ultralytics' own image reader and channel order (BGR) for arrays
+
+    decoded = [cv2.imread(path) for path in paths]
+    for pixels in decoded[:3]:
+        trained.predict(pixels, **options)  # warm-up
     images, latencies = [], []
-    for path in paths:
+    for path, pixels in zip(paths, decoded, strict=True):
         start = time.perf_counter()
-        result = trained.predict(path, **options)[0]
+        result = trained.predict(pixels, **options)[0]
         latencies.append(time.perf_counter() - start)
         boxes = result.boxes
         images.append(
@@ -87,9 +105,11 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "train_seconds": round(train_seconds, 1),
+                "train_call_seconds": round(train_seconds, 1),
+                "weights_written_at": weights_written_at,
                 "epochs": epochs,
                 "train_images_per_s": round(epochs * args.train_images / train_seconds, 2),
+                "options": options,
                 "latency_ms": round(statistics.median(latencies) * 1000, 2),
                 "images": images,
             }
