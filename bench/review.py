@@ -2,8 +2,9 @@
 
 For raccoon and BCCD (../shared) the bench copies the set and injects errors into 5% of the
 boxes of each kind, each on different boxes: a class swapped (BCCD only: raccoon has one class),
-a box removed, a box shifted by half its size, and a box added on the background (the size of a
-random labelled box, overlapping none). Then it runs the real workflow's review target
+a box removed, a box shifted by half its size (left, right, up or down, staying in the photo; a
+box that fills its photo cannot move that far and is not picked), and a box added on the
+background (the size of a random labelled box, overlapping none). Then it runs the real workflow's review target
 (`review: folds` detectors, each trained on the other folds for `review: time_budget`) and ranks
 the issues with both scorers on the same predictions. An injected error counts as found when an
 issue among the top 2N of the ranking (N: errors injected into that set) points at it: its XML
@@ -61,6 +62,15 @@ def inject(source: Path, out: Path, seed: int, swap: bool) -> list[dict]:
     n = round(RATE * len(boxes))
     kinds = [k for k in KINDS if k != "swapped" or (swap and len(classes) > 1)]
     picked = {k: boxes[j * n : (j + 1) * n] for j, k in enumerate(k for k in kinds if k != "added")}
+    if "shifted" in picked:
+        # A box that fills its photo cannot move half its size: such a box is replaced by an unused one.
+        spare = iter(boxes[len(picked) * n :])
+        movable = [b for b in picked["shifted"] if _shift(notes[b[0]], notes[b[0]].boxes[b[1]], rng) is not None]
+        while len(movable) < n:
+            candidate = next(spare)
+            if _shift(notes[candidate[0]], notes[candidate[0]].boxes[candidate[1]], rng) is not None:
+                movable.append(candidate)
+        picked["shifted"] = movable
     errors: list[dict] = []
     changes: dict[Path, dict] = {x: {"removed": set(), "added": []} for x in xmls}
     for kind, chosen in picked.items():
@@ -70,11 +80,7 @@ def inject(source: Path, out: Path, seed: int, swap: bool) -> list[dict]:
             if kind == "swapped":
                 box.name = rng.choice([c for c in classes if c != box.name])
             elif kind == "shifted":
-                w, h = box.xmax - box.xmin, box.ymax - box.ymin
-                dx, dy = rng.choice([(w / 2, 0), (-w / 2, 0), (0, h / 2), (0, -h / 2)])
-                width, height = notes[xml].width or 10**6, notes[xml].height or 10**6
-                dx = min(max(dx, -box.xmin), width - box.xmax)
-                dy = min(max(dy, -box.ymin), height - box.ymax)
+                dx, dy = _shift(notes[xml], box, rng)
                 box.xmin, box.xmax, box.ymin, box.ymax = box.xmin + dx, box.xmax + dx, box.ymin + dy, box.ymax + dy
             elif kind == "removed":
                 changes[xml]["removed"].add(index)
@@ -115,6 +121,20 @@ def inject(source: Path, out: Path, seed: int, swap: bool) -> list[dict]:
             elif error["kind"] != "removed":
                 error["index"] = new_index[error["index"]]
     return errors
+
+
+def _shift(note, box: Box, rng: random.Random) -> tuple[float, float] | None:
+    """A move by half the box's size, left, right, up or down, that stays inside the photo; None when
+    no direction has room (the box fills its photo: moved less, it would still be on its object)."""
+    w, h = box.xmax - box.xmin, box.ymax - box.ymin
+    width, height = note.width or 10**6, note.height or 10**6
+    moves = [(w / 2, 0), (-w / 2, 0), (0, h / 2), (0, -h / 2)]
+    fits = [
+        (dx, dy)
+        for dx, dy in moves
+        if box.xmin + dx >= 0 and box.xmax + dx <= width and box.ymin + dy >= 0 and box.ymax + dy <= height
+    ]
+    return rng.choice(fits) if fits else None
 
 
 def _corners(box: Box) -> tuple:
