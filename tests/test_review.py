@@ -75,6 +75,34 @@ def test_one_swapped_label_in_a_tiny_set_is_ranked_first(scorer: str) -> None:
     assert (clean.image, clean.object) != ("im3.jpg", 2)
 
 
+def test_a_box_moved_off_its_object_outranks_a_loose_prediction_around_a_true_box() -> None:
+    # Both labels overlap their prediction at IoU 1/3: one was moved by half its width (the model's box
+    # has its size, elsewhere), the other is right and the model's box is three times as large around it.
+    images = _clean_set()
+    moved = images[1].labels[0][2]
+    images[1].labels[0] = (0, images[1].labels[0][1], (moved[0] + 20, moved[1], moved[2] + 20, moved[3]))
+    true_box = images[2].predictions[0][2]
+    x, y = (true_box[0] + true_box[2]) / 2, (true_box[1] + true_box[3]) / 2
+    loose = (x - 34.6, y - 34.6, x + 34.6, y + 34.6)  # about 3x the area, centred on the object
+    images[2].predictions[0] = (images[2].predictions[0][0], images[1].predictions[0][1], loose)
+    ranked = rank_issues(images, ["cat", "dog"], "artdet")
+    places = [(i.image, i.object) for i in ranked]
+    assert ranked[0].kind == "location" and places[0] == ("im1.jpg", 0), ranked[:3]
+    assert places.index(("im2.jpg", 0)) > 0
+
+
+def test_a_doubt_many_labels_share_ranks_below_a_rare_one() -> None:
+    # The model finds nothing on a third of the true boxes (a weak detector): "nothing there" is common
+    # and ranks below one confident prediction where no box is.
+    images = _clean_set()
+    for image in images[:2]:
+        image.predictions = []
+    images[4].predictions.append(("cat", 0.6, (300.0, 50.0, 340.0, 90.0)))
+    ranked = rank_issues(images, ["cat", "dog"], "artdet")
+    assert (ranked[0].image, ranked[0].kind) == ("im4.jpg", "missing"), ranked[:3]
+    assert all(i.suspicion <= round(1 - 8 / 24, 4) for i in ranked if i.kind == "spurious")  # 4 decimals kept
+
+
 def test_folds_follow_the_source_path_alone() -> None:
     sources = [f"photos/p{i:03}.jpg" for i in range(400)]
     folds = [fold_of(s, 4) for s in sources]

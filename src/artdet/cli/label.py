@@ -73,9 +73,9 @@ def _review_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-map", required=True)
     p.add_argument("--dataset", required=True, help="the dataset folder (the original photos)")
     p.add_argument("--out-dir", required=True, help="folder for issues.csv, review.html, images.txt, summary.json")
-    config_option(p, "--scorer", "review.scorer", "how issues are ranked", choices=["cleanlab", "artdet"])
-    config_option(p, "--high-score", "review.high_score", "a prediction this sure can rename or add a box", type=float)
-    config_option(p, "--low-score", "review.low_score", "a prediction this sure can place a box", type=float)
+    config_option(p, "--scorer", "review.scorer", "how issues are ranked", choices=["artdet", "cleanlab"])
+    config_option(p, "--high-score", "review.high_score", "cleanlab: this sure renames a box", type=float)
+    config_option(p, "--low-score", "review.low_score", "a prediction this sure can place or add a box", type=float)
     config_option(p, "--thumbnails", "review.thumbnails", "issues drawn in review.html", type=int)
 
 

@@ -11,20 +11,29 @@ doubt. Four kinds of issue, each with the fix a person would make in LabelImg:
 - ``spurious``: a box where there is nothing (no prediction of any class on it): delete it;
 - ``missing``: an object with no box (a confident prediction that no label covers): add it.
 
-Two scorers rank them, on the same predictions:
+Every issue's doubt is measured on its own scale (how sure the other class is, how far the
+found object lies from the box, how little is found on it, how sure the unlabelled prediction
+is), then ranked by how rare a doubt that strong is: ``suspicion`` = 1 - (how many labels have
+a doubt of that kind at least as strong) / (labels); for a missing box, how many unlabelled
+predictions are at least as strong, over the same number of labels. A doubt that a weak model
+casts on a third of the true boxes ("nothing found here") ranks no higher than 0.67, and the
+four kinds interleave by evidence, not by the scale of their scores.
 
-- ``cleanlab``: cleanlab's object-detection scores (swap, badly located, overlooked;
-  :mod:`cleanlab.object_detection.rank`), with its probability thresholds set from the scores
+Two scorers give the class and location doubts, on the same predictions:
+
+- ``cleanlab``: cleanlab's object-detection swap and badly-located scores
+  (:mod:`cleanlab.object_detection.rank`), with its probability thresholds set from the scores
   our detectors give (``high_score``, ``low_score``) instead of its defaults (0.95 and 0.5, which
   a detector trained for minutes on a CPU seldom reaches). cleanlab has no score for a box on
-  nothing (it scores such a box 1.0, "fine"), so the spurious kind comes from the scorer below.
-- ``artdet``: the same four questions asked directly: how confident the model is in what it
-  finds there, and how far that is from the label; "nothing there" and "something unlabelled"
-  weighed by how much the models can be believed on that (:func:`reliability`).
+  nothing (it scores such a box 1.0, "fine"), and its overlooked score leaves out every
+  prediction that touches a label (most, in a dense scene), so those two come from ours.
+- ``artdet``: the four questions asked directly: how much surer another class is on the object;
+  how confidently the label's class is found nearby, covering the box badly, at the box's size
+  (a box off its object has the object's size elsewhere; a prediction of another size says more
+  about a short-trained model's loose extents); how little of anything is found on the box; how
+  sure an unlabelled prediction is.
 
-Every issue has a ``suspicion`` in [0, 1] (1: surely wrong); both scorers rank by it.
-``bench/review.py`` measures both on injected errors: cleanlab's found more swapped and shifted
-boxes on BCCD, ours more removed ones; cleanlab's is the default.
+``bench/review.py`` measures both on injected errors (BENCHMARKS.md, section ``review``).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import numpy as np
 from artdet.data.geometry import iou_matrix
 
 KINDS = ("class", "location", "spurious", "missing")
-SCORERS = ("cleanlab", "artdet")
+SCORERS = ("artdet", "cleanlab")  # the first is the default (review: scorer)
 # Predictions from this score on take part (the fold models are asked for everything from here).
 PREDICTION_FLOOR = 0.05
 # A prediction and a label this close (IoU) are the same object.
@@ -113,78 +122,127 @@ def _missing_issue(image, name, box, suspicion) -> LabelIssue:
     )
 
 
-def reliability(images: list[ReviewImage], high: float, low: float) -> tuple[float, float]:
-    """How far the held-out models can be believed: (recall, precision) against the labels as they are.
+def _same_shape(a: tuple, b: tuple) -> float:
+    """The IoU of two boxes moved onto the same centre: 1 for equal sizes, 1/3 when one is 3x the other.
 
-    Recall: the share of label boxes with a prediction of their class on them (score >= ``low``);
-    precision: the share of confident predictions (score >= ``high``) on a label box. A model
-    that finds few of the labelled boxes says little when it finds nothing on one (``spurious``),
-    one with many unlabelled predictions little when it finds something unlabelled (``missing``):
-    those two doubts are weighed by them. Label errors lower both a little; a weak model, a lot.
+    A box off its object has the object's size somewhere else; a prediction of another size says
+    more about the model's extents (often loose after a short training) than about the label.
     """
-    found = total = confirmed = confident = 0
-    for image in images:
-        names, scores, boxes = _predictions_of(image)
-        label_boxes = [b for _, _, b in image.labels]
-        if not label_boxes or not boxes:
-            total += len(label_boxes)
-            confident += int((scores >= high).sum())
-            continue
-        ious = iou_matrix(label_boxes, boxes)
-        for row, (_, name, _) in enumerate(image.labels):
-            total += 1
-            same = np.array([n == name for n in names]) & (scores >= low) & (ious[row] >= SAME_OBJECT_IOU)
-            found += bool(same.any())
-        for j in np.flatnonzero(scores >= high):
-            confident += 1
-            confirmed += bool(ious[:, j].max() >= SAME_OBJECT_IOU)
-    return (found / total if total else 1.0), (confirmed / confident if confident else 1.0)
+    wa, ha, wb, hb = a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1]
+    inter = min(wa, wb) * min(ha, hb)
+    union = wa * ha + wb * hb - inter
+    return inter / union if union > 0 else 0.0
 
 
-def _score_artdet(
-    image: ReviewImage, high: float, low: float, recall: float = 1.0, precision: float = 1.0
-) -> list[LabelIssue]:
-    """Per label: the strongest of the three doubts; per prediction on no label: how sure it is."""
+def _doubts_artdet(image: ReviewImage, low: float) -> tuple[list[dict], dict[int, float]]:
+    """Per label, each doubt as (strength, the prediction behind it); per unlabelled prediction, its strength.
+
+    - class: another class found on the object, more surely than the label's class;
+    - location: the label's class found, overlapping the box but covering it badly (IoU < 0.5);
+    - spurious: nothing of any class found on the box;
+    - missing: a prediction (score >= ``low``) that no label covers at IoU >= 0.5.
+    """
     names, scores, boxes = _predictions_of(image)
     label_boxes = [b for _, _, b in image.labels]
     ious = iou_matrix(label_boxes, boxes) if label_boxes and boxes else np.zeros((len(label_boxes), len(boxes)))
-    issues, placed = [], set()
-    for row, (index, name, box) in enumerate(image.labels):
+    per_label = []
+    for row, (_, name, _) in enumerate(image.labels):
         same = np.array([n == name for n in names], dtype=bool)
-        overlap = ious[row] if len(boxes) else np.zeros(0)
-        doubts: list[tuple[float, str, int | None]] = []
-        # class: another class found on this object, and this class not (or less).
+        overlap = ious[row]
+        doubts: dict[str, tuple[float, int | None]] = {}
         other = (~same) & (overlap >= SAME_OBJECT_IOU)
         if other.any():
             j = int(np.flatnonzero(other)[np.argmax(scores[other])])
             mine = scores[same & (overlap >= SAME_OBJECT_IOU)].max(initial=0.0)
-            doubts.append((max(0.0, scores[j] - mine), "class", j))
-        # location: this class found here, confidently, but the label covers it badly.
+            doubts["class"] = (max(0.0, float(scores[j] - mine)), j)
         near = same & (overlap > 0) & (scores >= low)
         if near.any():
             candidates = np.flatnonzero(near)
             j = int(candidates[np.argmax(overlap[candidates] * scores[candidates])])
-            doubts.append((scores[j] * (1.0 - overlap[j]) if overlap[j] < SAME_OBJECT_IOU else 0.0, "location", j))
-        # spurious: nothing of any class found on the box.
+            located = 0.0
+            if overlap[j] < SAME_OBJECT_IOU:
+                located = float(scores[j] * (1.0 - overlap[j])) * _same_shape(image.labels[row][2], boxes[j])
+            doubts["location"] = (located, j)
         on_it = overlap >= 0.3 * SAME_OBJECT_IOU
-        doubts.append(((1.0 - float(scores[on_it].max(initial=0.0))) * recall, "spurious", None))
-        suspicion, kind, j = max(doubts, key=lambda d: d[0])
-        if kind == "location":
-            placed.add(j)  # the box to move to: not also an object with no box
-        issues.append(_label_issue(image, index, name, box, kind, suspicion, names, boxes, j))
-    for j, (name, score, box) in enumerate(zip(names, scores, boxes, strict=True)):
-        covered = ious[:, j].max(initial=0.0) if label_boxes else 0.0
-        if score >= low and covered < SAME_OBJECT_IOU and j not in placed:
-            issues.append(_missing_issue(image, name, box, float(score) * (1.0 - covered) * precision))
+        doubts["spurious"] = (1.0 - float(scores[on_it].max(initial=0.0)), None)
+        per_label.append(doubts)
+    missing = {}
+    for j, score in enumerate(scores):
+        covered = float(ious[:, j].max(initial=0.0)) if label_boxes else 0.0
+        if score >= low and covered < SAME_OBJECT_IOU:
+            missing[j] = float(score) * (1.0 - covered)
+    return per_label, missing
+
+
+def _rarity(reference: list[float]):
+    """How rare a doubt this strong is: the share of ``reference`` strictly below it (0: common, ->1: rarest).
+
+    Doubts of different kinds come on different scales (a weak model finds nothing on many true
+    boxes; a confident unlabelled prediction is rare): ranked by rarity they interleave fairly,
+    and a doubt that many labels share (nothing found on 30% of them) ranks no higher than 0.7.
+    """
+    ordered = np.sort(np.asarray(reference, dtype=float))
+
+    def of(value: float) -> float:
+        return float(np.searchsorted(ordered, value, side="left")) / len(ordered) if len(ordered) else 0.0
+
+    return of
+
+
+def _issues_by_rarity(
+    images: list[ReviewImage],
+    label_doubts: list[list[dict]],
+    missing: list[dict[int, float]],
+    missing_reference: list[float],
+) -> list[LabelIssue]:
+    """Each label's rarest doubt, and each unlabelled prediction, as issues with their rarity as suspicion."""
+    kinds = ("class", "location", "spurious")
+    rarity = {k: _rarity([d.get(k, (0.0, None))[0] for doubts in label_doubts for d in doubts]) for k in kinds}
+    rarity["missing"] = _rarity(missing_reference)
+    issues = []
+    for image, doubts, unlabelled in zip(images, label_doubts, missing, strict=True):
+        names, _, boxes = _predictions_of(image)
+        placed = set()
+        for (index, name, box), doubt in zip(image.labels, doubts, strict=True):
+            # The rarest doubt; on a tie (every doubt common), the order of ``kinds``.
+            kind = max(kinds, key=lambda k: (rarity[k](doubt[k][0]) if k in doubt else -1.0, -kinds.index(k)))
+            value, j = doubt[kind]
+            if kind == "location":
+                placed.add(j)  # the box to move to: not also an object with no box
+            issues.append(_label_issue(image, index, name, box, kind, rarity[kind](value), names, boxes, j))
+        for j, value in unlabelled.items():
+            if j not in placed:
+                issues.append(_missing_issue(image, names[j], boxes[j], rarity["missing"](value)))
     return issues
 
 
+def _missing_reference(images: list[ReviewImage], low: float) -> list[float]:
+    """What an unlabelled prediction is compared with: every prediction from ``low`` on, as the same
+    strength (score x (1 - best IoU with a label)), labelled or not."""
+    values = []
+    for image in images:
+        _, scores, boxes = _predictions_of(image)
+        label_boxes = [b for _, _, b in image.labels]
+        ious = iou_matrix(label_boxes, boxes) if label_boxes and boxes else np.zeros((len(label_boxes), len(boxes)))
+        for j, score in enumerate(scores):
+            if score >= low:
+                values.append(float(score) * (1.0 - float(ious[:, j].max(initial=0.0))))
+    return values
+
+
+def _score_artdet(images: list[ReviewImage], low: float) -> list[LabelIssue]:
+    found = [_doubts_artdet(image, low) for image in images]
+    return _issues_by_rarity(images, [f[0] for f in found], [f[1] for f in found], _missing_reference(images, low))
+
+
 def _score_cleanlab(images: list[ReviewImage], classes: list[str], high: float, low: float) -> list[LabelIssue]:
-    """cleanlab's swap, badly-located and overlooked scores (lower: more likely wrong), as suspicions."""
+    """cleanlab's swap and badly-located scores (lower: more likely wrong) as the class and location doubts;
+    nothing-there and missing from :func:`_doubts_artdet` (cleanlab has no score for the first, and its
+    overlooked score leaves out every prediction touching a label, as most do in a dense scene)."""
     from cleanlab.object_detection import rank
 
     ids = {name: i for i, name in enumerate(classes)}
-    labels, predictions = [], []
+    labels, predictions, ordered = [], [], []
     for image in images:
         labels.append(
             {
@@ -197,62 +255,60 @@ def _score_cleanlab(images: list[ReviewImage], classes: list[str], high: float, 
         for name, score, box in zip(names, scores, boxes, strict=True):
             per_class[ids[name]] = np.vstack([per_class[ids[name]], np.array([[*box, score]], dtype=np.float32)])
         predictions.append(per_class)
+        # Our predictions in cleanlab's order (by class, then as given), so a doubt's prediction index is ours.
+        order = sorted(range(len(names)), key=lambda k: ids[names[k]])
+        ordered.append(
+            ReviewImage(
+                image.source,
+                image.annotation,
+                image.width,
+                image.height,
+                image.orientation,
+                image.fold,
+                image.labels,
+                [(names[k], float(scores[k]), boxes[k]) for k in order],
+            )
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         swap = rank.compute_swap_box_scores(labels=labels, predictions=predictions, high_probability_threshold=high)
         badloc = rank.compute_badloc_box_scores(labels=labels, predictions=predictions, low_probability_threshold=low)
-        overlooked = rank.compute_overlooked_box_scores(
-            labels=labels, predictions=predictions, high_probability_threshold=high
-        )
-    recall, precision = reliability(images, high, low)
-    ours = {image.source: _score_artdet(image, high, low, recall, precision) for image in images}
-    issues = []
-    for i, image in enumerate(images):
-        # cleanlab orders predictions by class, then as given: the same order as per_class above.
-        flat = [(classes[k], float(row[4]), tuple(row[:4])) for k, rows in enumerate(predictions[i]) for row in rows]
-        names = [p[0] for p in flat]
-        boxes = [p[2] for p in flat]
+    label_doubts, missing = [], []
+    for i, image in enumerate(ordered):
+        ours, unlabelled = _doubts_artdet(image, low)
+        names, scores, boxes = _predictions_of(image)
         label_boxes = [b for _, _, b in image.labels]
         ious = iou_matrix(label_boxes, boxes) if label_boxes and boxes else np.zeros((len(label_boxes), len(boxes)))
-        spurious = {issue.object: issue for issue in ours[image.source] if issue.kind == "spurious"}
-        for row, (index, name, box) in enumerate(image.labels):
-            doubts = [(1.0 - float(swap[i][row]), "class"), (1.0 - float(badloc[i][row]), "location")]
-            suspicion, kind = max(doubts)
-            if index in spurious and spurious[index].suspicion > suspicion:
-                issues.append(spurious[index])
-                continue
-            j = None
+        doubts = []
+        for row, (_, name, _) in enumerate(image.labels):
+            d = {"spurious": ours[row]["spurious"]}
             if boxes:
-                # The prediction that speaks against the label: for a class, the surest other class on
-                # the object (the closest box when none overlaps enough); for a location, the closest box.
-                other = [k for k in range(len(boxes)) if (names[k] != name) == (kind == "class")]
+                # The prediction behind a class doubt: the surest other class on the object (else the
+                # closest other-class box); behind a location doubt: the closest box of the class.
+                other = [k for k in range(len(boxes)) if names[k] != name]
+                mine = [k for k in range(len(boxes)) if names[k] == name]
                 on_it = [k for k in other if ious[row, k] >= SAME_OBJECT_IOU]
-                if kind == "class" and on_it:
-                    j = max(on_it, key=lambda k: flat[k][1])
-                else:
-                    j = max(other, key=lambda k: ious[row, k]) if other else None
-            if j is None:
-                kind = "spurious"
-            issues.append(_label_issue(image, index, name, box, kind, suspicion, names, boxes, j))
-        for j, score in enumerate(overlooked[i]):
-            if not np.isnan(score):
-                issues.append(_missing_issue(image, names[j], boxes[j], 1.0 - float(score)))
-    return issues
+                if on_it:
+                    d["class"] = (1.0 - float(swap[i][row]), max(on_it, key=lambda k: scores[k]))
+                elif other:
+                    d["class"] = (1.0 - float(swap[i][row]), max(other, key=lambda k: ious[row, k]))
+                if mine:
+                    d["location"] = (1.0 - float(badloc[i][row]), max(mine, key=lambda k: ious[row, k]))
+            doubts.append(d)
+        label_doubts.append(doubts)
+        missing.append(unlabelled)
+    return _issues_by_rarity(ordered, label_doubts, missing, _missing_reference(ordered, low))
 
 
 def rank_issues(
-    images: list[ReviewImage], classes: list[str], scorer: str = "cleanlab", high: float = 0.5, low: float = 0.2
+    images: list[ReviewImage], classes: list[str], scorer: str = SCORERS[0], high: float = 0.5, low: float = 0.2
 ) -> list[LabelIssue]:
     """Every label box and every unlabelled confident prediction as an issue, most suspicious first.
 
-    ``high``: a prediction this confident can name a box's class or an object with no box;
-    ``low``: a prediction this confident can say where a box of its class should be.
+    ``high``: cleanlab's swap score counts a prediction this confident of another class;
+    ``low``: a prediction this confident can say where a box of its class should be, or that one is missing.
     """
     if scorer not in SCORERS:
         raise ValueError(f"review scorer {scorer!r}: use one of {', '.join(SCORERS)}")
-    if scorer == "cleanlab":
-        issues = _score_cleanlab(images, classes, high, low)
-    else:
-        recall, precision = reliability(images, high, low)
-        issues = [issue for image in images for issue in _score_artdet(image, high, low, recall, precision)]
+    issues = _score_cleanlab(images, classes, high, low) if scorer == "cleanlab" else _score_artdet(images, low)
     return sorted(issues, key=lambda i: (-i.suspicion, i.image, i.object if i.object is not None else -1))
