@@ -121,10 +121,14 @@ def main() -> None:
     for name in order + sorted(present - set(order)):
         if name not in records:
             kept = [line for line in previous[name] if not line.startswith("Measured at ")]
+            while kept and not kept[0].strip():
+                kept.pop(0)  # the blank lines around the old provenance line: one is put back below
+            while kept and not kept[-1].strip():
+                kept.pop()
             recorded = next((line for line in previous[name] if line.startswith("Measured at commit ")), "")
             commit = recorded.split()[3].rstrip(",") if recorded else None
             where = recorded.split(", ", 1)[1].split(".")[0] if recorded else "an earlier run"
-            lines += [f"## {name}", "", provenance(name, commit, where), *kept]
+            lines += [f"## {name}", "", provenance(name, commit, where), "", *kept, ""]
             continue
         record = records[name]
         headline = record["headline"]
