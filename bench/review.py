@@ -220,6 +220,19 @@ def run_review(work: Path, dataset: Path, time_budget: str, folds: int) -> tuple
     return work, run_snakemake(work, ["review"], f"{work.name}: review")
 
 
+# What ranks the fold predictions: a change to these alone leaves the cached folds' predictions valid.
+RANKING = ("src/artdet/evaluate/label_review.py", "src/artdet/evaluate/review_outputs.py", "bench/review.py")
+
+
+def ranked_at(folds_commit: str) -> str:
+    """The commit re-ranked figures stand for: this one when, since the folds were trained and predicted
+    at ``folds_commit``, only the ranking code changed; else the folds' commit (the report marks it STALE)."""
+    from report import stale_since
+
+    changed = stale_since("review", folds_commit)
+    return commit() if changed and set(changed) <= set(RANKING) else folds_commit
+
+
 def rank_with(work: Path, scorer: str) -> list[dict]:
     """The workflow's predictions ranked by ``scorer`` (`artdet review`, into results/review_<scorer>)."""
     out = work / "results" / f"review_{scorer}"
@@ -259,7 +272,7 @@ def main() -> None:
         if args.from_cache:
             seconds = None
             recorded = work / "commit.txt"
-            measured_at = recorded.read_text().strip() if recorded.exists() else "unknown"
+            measured_at = ranked_at(recorded.read_text().strip() if recorded.exists() else "unknown")
         else:
             work, seconds = run_review(work, dataset, args.time_budget, args.folds)
         data[name] = {"errors": len(errors), "workflow_seconds": seconds and round(seconds), "scorers": {}}
