@@ -298,7 +298,8 @@ def main() -> None:
         args.name,
         (f"least share of swapped or removed boxes found ({default_scorer} scorer)", headline, "share"),
         {
-            f"Injected label errors found by `snakemake review` ({args.folds} folds x {args.time_budget})": (
+            f"Injected label errors found by `snakemake review` ({args.folds} folds x {args.time_budget}, "
+            f"injection seed {args.seed})": (
                 headers,
                 rows,
             )
