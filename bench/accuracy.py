@@ -125,7 +125,7 @@ def run_workflow(
         }
     )
     if published_split:
-        config["split"] = {**config["split"], "pins": str(published_pins(name, work / "pins.csv"))}
+        config["split"] = {**config["split"], "pins": str(published_pins(dataset.name, work / "pins.csv"))}
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # The recipe's forms are what the workflow decides (auto builds one form on a one-class set).
     targets = [f"results/{m}/evaluation/{form}/metrics.json" for m in models if m not in auto for form in forms[m]]
