@@ -14,8 +14,8 @@ doubt. Four kinds of issue, each with the fix a person would make in LabelImg:
 Every issue's doubt is measured on its own scale (how sure the other class is, how far the
 found object lies from the box, how little is found on it, how sure the unlabelled prediction
 is), then ranked by how rare a doubt that strong is: ``suspicion`` = 1 - (how many labels have
-a doubt of that kind at least as strong) / (labels); for a missing box, how many unlabelled
-predictions are at least as strong, over the same number of labels. A doubt that a weak model
+a doubt of that kind at least as strong) / (labels); for a missing box, the same share among
+all the model's finds (labelled or not, each as score x (1 - its best IoU with a label)). A doubt that a weak model
 casts on a third of the true boxes ("nothing found here") ranks no higher than 0.67, and the
 four kinds interleave by evidence, not by the scale of their scores.
 
@@ -134,8 +134,15 @@ def _same_shape(a: tuple, b: tuple) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _doubts_artdet(image: ReviewImage, low: float) -> tuple[list[dict], dict[int, float]]:
-    """Per label, each doubt as (strength, the prediction behind it); per unlabelled prediction, its strength.
+def _label_ious(image: ReviewImage, boxes: list[tuple]) -> np.ndarray:
+    """IoU of each label box (rows) with each prediction (columns); zeros when either side is empty."""
+    label_boxes = [b for _, _, b in image.labels]
+    return iou_matrix(label_boxes, boxes) if label_boxes and boxes else np.zeros((len(label_boxes), len(boxes)))
+
+
+def _doubts_artdet(image: ReviewImage, low: float) -> tuple[list[dict], dict[int, float], list[float]]:
+    """Per label, each doubt as (strength, the prediction behind it); per unlabelled prediction, its strength;
+    and the strength of every find from ``low`` on, labelled or not (what a missing box is ranked against).
 
     - class: another class found on the object, more surely than the label's class;
     - location: the label's class found, overlapping the box but covering it badly (IoU < 0.5);
@@ -143,8 +150,7 @@ def _doubts_artdet(image: ReviewImage, low: float) -> tuple[list[dict], dict[int
     - missing: a prediction (score >= ``low``) that no label covers at IoU >= 0.5.
     """
     names, scores, boxes = _predictions_of(image)
-    label_boxes = [b for _, _, b in image.labels]
-    ious = iou_matrix(label_boxes, boxes) if label_boxes and boxes else np.zeros((len(label_boxes), len(boxes)))
+    ious = _label_ious(image, boxes)
     per_label = []
     for row, (_, name, _) in enumerate(image.labels):
         same = np.array([n == name for n in names], dtype=bool)
@@ -166,12 +172,15 @@ def _doubts_artdet(image: ReviewImage, low: float) -> tuple[list[dict], dict[int
         on_it = overlap >= 0.3 * SAME_OBJECT_IOU
         doubts["spurious"] = (1.0 - float(scores[on_it].max(initial=0.0)), None)
         per_label.append(doubts)
-    missing = {}
+    missing, finds = {}, []
     for j, score in enumerate(scores):
-        covered = float(ious[:, j].max(initial=0.0)) if label_boxes else 0.0
-        if score >= low and covered < SAME_OBJECT_IOU:
-            missing[j] = float(score) * (1.0 - covered)
-    return per_label, missing
+        if score < low:
+            continue
+        covered = float(ious[:, j].max(initial=0.0))
+        finds.append(float(score) * (1.0 - covered))
+        if covered < SAME_OBJECT_IOU:
+            missing[j] = finds[-1]
+    return per_label, missing, finds
 
 
 def _rarity(reference: list[float]):
@@ -193,12 +202,12 @@ def _issues_by_rarity(
     images: list[ReviewImage],
     label_doubts: list[list[dict]],
     missing: list[dict[int, float]],
-    missing_reference: list[float],
+    finds: list[float],
 ) -> list[LabelIssue]:
     """Each label's rarest doubt, and each unlabelled prediction, as issues with their rarity as suspicion."""
     kinds = ("class", "location", "spurious")
     rarity = {k: _rarity([d.get(k, (0.0, None))[0] for doubts in label_doubts for d in doubts]) for k in kinds}
-    rarity["missing"] = _rarity(missing_reference)
+    rarity["missing"] = _rarity(finds)
     issues = []
     for image, doubts, unlabelled in zip(images, label_doubts, missing, strict=True):
         names, _, boxes = _predictions_of(image)
@@ -216,23 +225,9 @@ def _issues_by_rarity(
     return issues
 
 
-def _missing_reference(images: list[ReviewImage], low: float) -> list[float]:
-    """What an unlabelled prediction is compared with: every prediction from ``low`` on, as the same
-    strength (score x (1 - best IoU with a label)), labelled or not."""
-    values = []
-    for image in images:
-        _, scores, boxes = _predictions_of(image)
-        label_boxes = [b for _, _, b in image.labels]
-        ious = iou_matrix(label_boxes, boxes) if label_boxes and boxes else np.zeros((len(label_boxes), len(boxes)))
-        for j, score in enumerate(scores):
-            if score >= low:
-                values.append(float(score) * (1.0 - float(ious[:, j].max(initial=0.0))))
-    return values
-
-
 def _score_artdet(images: list[ReviewImage], low: float) -> list[LabelIssue]:
     found = [_doubts_artdet(image, low) for image in images]
-    return _issues_by_rarity(images, [f[0] for f in found], [f[1] for f in found], _missing_reference(images, low))
+    return _issues_by_rarity(images, [f[0] for f in found], [f[1] for f in found], [v for f in found for v in f[2]])
 
 
 def _score_cleanlab(images: list[ReviewImage], classes: list[str], high: float, low: float) -> list[LabelIssue]:
@@ -273,12 +268,12 @@ def _score_cleanlab(images: list[ReviewImage], classes: list[str], high: float, 
         warnings.simplefilter("ignore")
         swap = rank.compute_swap_box_scores(labels=labels, predictions=predictions, high_probability_threshold=high)
         badloc = rank.compute_badloc_box_scores(labels=labels, predictions=predictions, low_probability_threshold=low)
-    label_doubts, missing = [], []
+    label_doubts, missing, finds = [], [], []
     for i, image in enumerate(ordered):
-        ours, unlabelled = _doubts_artdet(image, low)
+        ours, unlabelled, strengths = _doubts_artdet(image, low)
+        finds += strengths
         names, scores, boxes = _predictions_of(image)
-        label_boxes = [b for _, _, b in image.labels]
-        ious = iou_matrix(label_boxes, boxes) if label_boxes and boxes else np.zeros((len(label_boxes), len(boxes)))
+        ious = _label_ious(image, boxes)
         doubts = []
         for row, (_, name, _) in enumerate(image.labels):
             d = {"spurious": ours[row]["spurious"]}
@@ -297,7 +292,7 @@ def _score_cleanlab(images: list[ReviewImage], classes: list[str], high: float, 
             doubts.append(d)
         label_doubts.append(doubts)
         missing.append(unlabelled)
-    return _issues_by_rarity(ordered, label_doubts, missing, _missing_reference(ordered, low))
+    return _issues_by_rarity(ordered, label_doubts, missing, finds)
 
 
 def rank_issues(
