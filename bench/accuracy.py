@@ -260,7 +260,6 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    all_rows, choice_rows, data = [], [], {}
     for dataset in args.datasets:
         real = dataset in REAL
         models = {"recipe": shipped_recipe(args.budget if real else args.small_budget)}
@@ -276,67 +275,66 @@ def main() -> None:
         results = run_workflow(
             dataset, folder, models, forms, published_split=REAL.get(dataset, False), rerun=not args.from_cache
         )
-        data[dataset] = {
-            model: {
-                "train": r["train"],
-                "forms": {
-                    f: {k: m[k] for k in ("AP", "AP50", "AP75", "AR100", "num_images", "num_boxes") if k in m}
-                    | {"versus_reference": m.get("versus_reference"), "latency_ms": m["latency_ms"]["median"]}
-                    for f, m in r["forms"].items()
-                },
-                "choice": r.get("choice"),
-            }
-            for model, r in results.items()
-        }
-        budgets = {m: spec.get("time_budget", "") for m, spec in models.items()}
-        all_rows += rows_of(dataset, results, budgets)
-        if (row := choice_row(dataset, "recipe", results)) is not None:
-            choice_rows.append(row)
-            print(" | ".join(row), flush=True)
-        print("\n".join(" | ".join(str(c) for c in row) for row in rows_of(dataset, results, budgets)), flush=True)
+        # One section per set, saved as soon as the set is done: a later set's failure keeps it,
+        # and `--datasets X` refreshes X's section alone.
+        save_dataset(args, dataset, models, results)
 
+
+def save_dataset(args: argparse.Namespace, dataset: str, models: dict, results: dict) -> None:
+    """bench/results/NAME_DATASET.json: the set's rows per model form and exported file, and the choice."""
+    budget = args.budget if dataset in REAL else args.small_budget
+    data = {
+        model: {
+            "train": r["train"],
+            "forms": {
+                f: {k: m[k] for k in ("AP", "AP50", "AP75", "AR100", "num_images", "num_boxes") if k in m}
+                | {"versus_reference": m.get("versus_reference"), "latency_ms": m["latency_ms"]["median"]}
+                for f, m in r["forms"].items()
+            },
+            "choice": r.get("choice"),
+        }
+        for model, r in results.items()
+    }
+    budgets = {m: spec.get("time_budget", "") for m, spec in models.items()}
+    rows = rows_of(dataset, results, budgets)
+    choice = choice_row(dataset, "recipe", results)
+    print("\n".join(" | ".join(str(c) for c in row) for row in [*([choice] if choice else []), *rows]), flush=True)
     headers = ["dataset", "model", "form", "AP50", "AP", "AR100", "dAP50", "dAP", "vs SavedModel", "steps"]
     headers += ["train min (job, whole)", "budget"]
     worst = max(
         (
             -min(v["difference"]["AP50"], v["difference"]["AP"])
-            for d in data.values()
-            for r in d.values()
+            for r in data.values()
             for f in r["forms"].values()
             if (v := f["versus_reference"])
         ),
         default=0.0,
     )
-    recipe = next((d["recipe"]["forms"]["saved_model"]["AP50"] for n, d in data.items() if n == "raccoon"), None)
     choice_headers = ["dataset", "val AP50 detector", "val AP50 two-stage", "kept", "test AP50 detector"]
     choice_headers += ["test AP50 two-stage", "class-free AP50 detector", f"kept within {CHOICE_TOLERANCE} on test"]
+    baseline = "against the baseline (600 steps)" if "baseline" in models else "alone"
     save(
-        args.name,
-        headline(recipe, choice_rows, worst),
+        f"{args.name}_{dataset}",
+        headline(dataset, data, choice),
         {
-            f"From scratch on a {os.cpu_count()}-core CPU: recipe with time_budget {args.budget} (generated sets "
-            f"{args.small_budget}) against the baseline (600 steps); one run each; a TFLite form is LOSSY when it "
-            f"loses more than {TOLERANCE} AP50 or AP against its SavedModel; recipe/two_stage is the two-stage "
-            "form (class-agnostic detector + box classifier); train min is the whole training job (process start to "
-            "final model, from Snakemake's log), with the box classifier's jobs for a two-stage form, against its "
-            "budget": (headers, all_rows),
+            f"From scratch on a {os.cpu_count()}-core CPU: recipe with time_budget {budget} {baseline}; one run; a "
+            f"TFLite form is LOSSY when it loses more than {TOLERANCE} AP50 or AP against its SavedModel (DIFFERS when "
+            "it gains as much); recipe/two_stage is the two-stage form (class-agnostic detector + box classifier); "
+            "train min is the whole training job (process start to final model, from Snakemake's log), with the box "
+            "classifier's jobs for a two-stage form, against its budget": (headers, rows),
             "classifier: auto's choice, made on the val split, scored on test (SavedModels; class-free AP50: the "
-            "detector form's boxes with their names ignored)": (choice_headers, choice_rows),
+            "detector form's boxes with their names ignored)": (choice_headers, [choice] if choice else []),
         },
-        {"budget": args.budget, "small_budget": args.small_budget, "datasets": data, "largest_tflite_loss": worst},
-        measured_at=run_commits(args.datasets) if args.from_cache else None,
+        {"dataset": dataset, "budget": budget, "results": data, "largest_tflite_loss": worst},
+        measured_at=run_commits([dataset]) if args.from_cache else None,
     )
 
 
-def headline(raccoon: float | None, choice_rows: list[list], worst: float) -> tuple[str, float, str]:
-    """The section's one figure: raccoon's test AP50, else the first set's kept form's, else the largest TFLite loss."""
-    if raccoon is not None:
-        return "raccoon AP50, recipe, SavedModel", raccoon, ""
-    if choice_rows:
-        row = choice_rows[0]
-        kept = float(row[5] if row[3] == "two_stage" else row[4])
-        return f"{row[0]} test AP50 of the kept form ({row[3]}), SavedModel", kept, ""
-    return "largest TFLite loss against its SavedModel", worst, ""
+def headline(dataset: str, data: dict, choice: list | None) -> tuple[str, float, str]:
+    """The section's one figure: the test AP50 of the form the workflow kept (chosen on val), SavedModel."""
+    kept = choice[3].split(" ")[0] if choice else "detector"
+    form = "recipe/two_stage" if kept == "two_stage" else "recipe"
+    return f"{dataset} test AP50 of the kept form ({kept}), SavedModel", data[form]["forms"]["saved_model"]["AP50"], ""
 
 
 def run_commits(datasets: list[str]) -> str:

@@ -67,7 +67,7 @@ def stale_since(name: str, commit: str | None) -> list[str]:
 
 def provenance(name: str, commit: str | None, where: str) -> str:
     """The line under a section's title: the commit and machine, and STALE when the code moved on."""
-    rerun = f"rerun `python bench/{name.split('_')[0]}.py`"
+    rerun = f"rerun `python {measured_paths(name)[-2]}`"  # the section's own script
     if not commit or commit == "unknown":
         return f"Measured at no commit recorded, {where}. **STALE**: the code it measured is not known; {rerun}."
     changed = stale_since(name, commit)

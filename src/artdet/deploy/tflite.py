@@ -66,6 +66,9 @@ PRECISIONS = ("float32", "float16", "int8")
 # Model Garden's input normalisation (preprocess_ops.MEAN_RGB / STDDEV_RGB), on 0..255 pixels.
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+# The same as OpenCV scalars (four channels; the fourth is unused).
+_MEAN_SCALAR = (*MEAN_RGB, 0.0)
+_INVERSE_STDDEV_SCALAR = (*(1.0 / s for s in STDDEV_RGB), 0.0)
 
 
 def preprocess(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float]]:
@@ -81,9 +84,12 @@ def preprocess(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, f
     scale = min(size / height, size / width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     resized = cv2.resize(image.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    normalised = (resized - np.asarray(MEAN_RGB, np.float32)) / np.asarray(STDDEV_RGB, np.float32)
+    # OpenCV's per-channel scalar arithmetic: NumPy's broadcast over the last axis of 3 cost
+    # more than the int8 model's own call (same values to float32 rounding).
+    cv2.subtract(resized, _MEAN_SCALAR, dst=resized)
+    cv2.multiply(resized, _INVERSE_STDDEV_SCALAR, dst=resized)
     batch = np.zeros((1, size, size, 3), np.float32)
-    batch[0, :new_h, :new_w] = normalised
+    batch[0, :new_h, :new_w] = resized
     return batch, (new_h / height, new_w / width)  # as Model Garden's image_info[2]
 
 
