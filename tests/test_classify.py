@@ -179,3 +179,68 @@ def test_min_inliers_is_the_largest_that_keeps_98_percent_or_the_best_separation
     # Made to fail on purpose: when a tenth of the known match weakly, the bar drops to keep them.
     weak = choose(np.array([30] * 90 + [6] * 10), np.array([], dtype=int))
     assert weak["min_inliers"] == 6
+
+
+def test_a_novelty_limit_is_fitted_only_when_it_separates_strangers_the_svm_cannot() -> None:
+    from artdet.classify.calibrate import choose_threshold
+
+    rng = np.random.default_rng(0)
+    known = rng.uniform(0.6, 1.0, 400)  # the SVM's best score: strangers look as sure as known pictures
+    unseen = rng.uniform(0.6, 1.0, 100)
+    passes, unseen_passes = np.ones(400, bool), np.ones(100, bool)
+    near = {"colour": rng.uniform(0.0, 0.02, 400), "words": rng.uniform(0.2, 0.4, 400)}
+    far = {"colour": rng.uniform(0.05, 0.1, 100), "words": rng.uniform(0.2, 0.4, 100)}
+    point = choose_threshold(known, passes, unseen, unseen_passes, near, far)
+    assert point["novelty_part"] == "colour" and 0.02 <= point["novelty_limit"] < 0.05, point
+    assert point["unseen_rejected"] == 1.0 and point["known_kept"] >= 0.98
+    # Made to fail on purpose: strangers as close as the known pictures on every part: no limit is worth a known one.
+    same = {part: rng.permutation(values)[:100] for part, values in near.items()}
+    plain = choose_threshold(known, passes, unseen, unseen_passes, near, same)
+    assert plain["novelty_part"] is None and "novelty_limit" not in plain
+    # No strangers to separate from: nothing is fitted.
+    assert choose_threshold(known, passes, unseen[:0], unseen_passes[:0], near, {}) == {
+        "unknown_threshold": 0.0,
+        "rule": "0: no unseen pictures to separate from",
+    }
+
+
+def test_a_model_with_a_novelty_limit_calls_a_far_picture_unknown() -> None:
+    """The same SVM names a stranger with another colour as a work; with the fitted limit it is unknown."""
+    from artdet.classify.features import Features, FeatureSet
+    from artdet.classify.model import UNKNOWN, Classifier, make_bundle, settings_from, train_svm
+
+    rng = np.random.default_rng(1)
+    centres = {"a": rng.integers(0, 200, 128), "b": rng.integers(0, 200, 128)}
+    palette = {"a": rng.uniform(0, 1, 78), "b": rng.uniform(0, 1, 78)}
+
+    def picture(label: str, colour: np.ndarray | None = None) -> Features:
+        descriptors = np.clip(centres[label] + rng.normal(0, 10, (30, 128)), 0, 255).astype(np.uint8)
+        colour = palette[label] if colour is None else colour
+        return Features(rng.uniform(0, 100, (30, 2)).astype(np.float32), descriptors, colour.astype(np.float32))
+
+    pictures = [picture(label) for label in "ab" * 20]
+    features = FeatureSet(
+        np.concatenate([p.points for p in pictures]),
+        np.concatenate([p.descriptors for p in pictures]),
+        np.arange(0, 30 * 41, 30),
+        np.stack([p.colour for p in pictures]),
+        np.arange(40).astype(str),
+        np.array(list("ab" * 20)),
+        np.array(["train"] * 40),
+    )
+    # RootSIFT of the two centres as the vocabulary: each picture's words are its class's.
+    stacked = np.stack([centres["a"], centres["b"]]).astype(np.float32)
+    vocabulary = np.sqrt(stacked / stacked.sum(1, keepdims=True))
+    trained = train_svm(features, vocabulary, 1.0, "balanced", 0.5)
+    settings = settings_from({"verify": False, "unknown_threshold": 0.0})
+    stranger = picture("a", colour=rng.uniform(0, 1, 78))  # a's pattern, another colour
+    plain = Classifier(make_bundle(features, vocabulary, trained, settings))
+    assert plain(np.zeros((1, 1, 3), np.uint8)) is not None  # a picture with no keypoints is answered
+    assert plain.decide(stranger, plain.scores([stranger])[0]).label == "a"
+    fitted = {"threshold": {"novelty_part": "colour", "novelty_limit": 0.01}}
+    bundle = make_bundle(features, vocabulary, trained, {**settings, "calibration": fitted})
+    assert bundle["version"] == 2 and bundle["novelty"]["reference"].shape == (40, 78)
+    checked = Classifier(bundle)
+    assert checked.decide(stranger, checked.scores([stranger])[0]).label == UNKNOWN
+    known = picture("b")
+    assert checked.decide(known, checked.scores([known])[0]).label == "b"

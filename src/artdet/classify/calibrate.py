@@ -21,7 +21,12 @@ known cards. ``min_inliers: auto`` fits it at export:
 separate from; any other value only loses known pictures); with them, the threshold with the most
 known kept plus unseen rejected, among those that keep ``KEEP_KNOWN`` of the known pictures the
 check keeps: for collections where the check cannot work (cells, objects that are no flat picture),
-the SVM's confidence is what is left.
+the SVM's confidence is what is left. It is fitted together with a **novelty limit**: a picture
+farther than it from every training picture (1 - the mean cosine of its closest few, on its visual
+words or on its colour statistics) is unknown however sure the SVM is. A stranger that resembles one
+class (BCCD's platelets beside red cells: the SVM names most of them "RBC" with confidence) is told
+apart by how far it is from the pictures of that class. The limit, its part, or none, is chosen on
+the same held-out pictures and unseen half, and kept only when it adds ``NOVELTY_GAIN``.
 
 The model records the operating point (``settings["calibration"]``).
 """
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 # The share of held-out known pictures the check must keep.
 KEEP_KNOWN = 0.98
 FOLDS = 3
+# What a novelty limit must add to known kept plus unseen rejected (shares) over the SVM threshold alone.
+NOVELTY_GAIN = 0.05
 # The fewest inliers a homography can have (four point pairs); below it the check means nothing.
 LOWEST = 4
 
@@ -77,14 +84,19 @@ def held_out(train: FeatureSet, bundle_of, unseen: list | None = None, verify: b
 
     ``bundle_of(features)`` makes a model bundle from a part of the training pictures (the SVM and
     references as the export makes them). The unseen pictures are looked at by the first fold's model.
+    With unseen pictures, also each picture's novelty per part (``NOVELTY_PARTS``) against the
+    pictures its model trained on: ``(known, strangers, known_novelty, unseen_novelty)``.
     """
-    from artdet.classify.model import Classifier
+    from artdet.classify.model import NOVELTY_PARTS, Classifier, novelty, novelty_vectors
 
     rng = np.random.default_rng(seed)
     folds = np.arange(len(train)) % FOLDS
     rng.shuffle(folds)
     known = np.full((len(train), 2), np.nan)
     strangers = np.zeros((0, 2))
+    parts = NOVELTY_PARTS if unseen else ()
+    known_novelty = {part: np.full(len(train), np.nan) for part in parts}
+    unseen_novelty = {part: np.zeros(0) for part in parts}
     for k in range(FOLDS):
         held = np.flatnonzero(folds == k)
         rest = np.flatnonzero(folds != k)
@@ -95,29 +107,80 @@ def held_out(train: FeatureSet, bundle_of, unseen: list | None = None, verify: b
             known[i] = _look(classifier, train.of(int(i)), verify, str(train.labels[i]))
         if k == 0 and unseen:
             strangers = np.array([_look(classifier, picture, verify) for picture in unseen]).reshape(-1, 2)
-    return known, strangers
+        for part in parts:
+            vectors = (classifier.vocabulary, classifier.idf)
+            reference = novelty_vectors(train.take(rest), part, *vectors)
+            known_novelty[part][held] = novelty(novelty_vectors(train.take(held), part, *vectors), reference)
+            if k == 0:
+                unseen_novelty[part] = novelty(novelty_vectors(unseen, part, *vectors), reference)
+    return known, strangers, known_novelty, unseen_novelty
 
 
-def choose_threshold(known: np.ndarray, known_pass: np.ndarray, unseen: np.ndarray, unseen_pass: np.ndarray) -> dict:
-    """``unknown_threshold`` (on the best SVM score): 0 without unseen pictures; with them, the best separation.
+def choose_threshold(
+    known: np.ndarray,
+    known_pass: np.ndarray,
+    unseen: np.ndarray,
+    unseen_pass: np.ndarray,
+    known_novelty: dict[str, np.ndarray] | None = None,
+    unseen_novelty: dict[str, np.ndarray] | None = None,
+) -> dict:
+    """``unknown_threshold`` (on the best SVM score), and a novelty limit: none without unseen pictures.
 
-    Among thresholds that keep at least ``KEEP_KNOWN`` of the known pictures the check keeps, the
-    one with the most known kept plus unseen rejected (the check's rejections counted too).
+    With them, among the pairs (threshold, novelty limit on one part or none) that keep at least
+    ``KEEP_KNOWN`` of the known pictures the check keeps, the one with the most known kept plus
+    unseen rejected (the check's rejections counted too), the lower threshold on a tie; a limit is
+    kept only when it adds at least ``NOVELTY_GAIN`` to the threshold alone. The SVM's confidence
+    cannot tell a stranger that looks like one class (a platelet among red cells) from that class;
+    its distance to every training picture can.
     """
     if not len(unseen):
         return {"unknown_threshold": 0.0, "rule": "0: no unseen pictures to separate from"}
     base = max(float(np.mean(known_pass)), 1e-9)
-    candidates = sorted({0.0, *np.round(known, 4).tolist()})
-    kept = {t: float(np.mean(known_pass & (known >= t))) for t in candidates}
-    rejected = {t: float(np.mean(~unseen_pass | (unseen < t))) for t in candidates}
-    feasible = [t for t in candidates if kept[t] >= KEEP_KNOWN * base] or [0.0]
-    best = max(feasible, key=lambda t: (kept[t] + rejected[t], -t))
-    return {
-        "unknown_threshold": float(best),
-        "rule": f"the most known kept plus unseen rejected, keeping >= {KEEP_KNOWN:.0%} of what the check keeps",
-        "known_kept": round(kept[best], 4),
-        "unseen_rejected": round(rejected[best], 4),
+    thresholds = _candidates(known, lowest=0.0)
+    options: list[tuple[str | None, np.ndarray, np.ndarray, np.ndarray]] = [
+        (None, np.zeros(len(known)), np.zeros(len(unseen)), np.array([np.inf]))
+    ]
+    for part, values in (known_novelty or {}).items():
+        options.append((part, values, unseen_novelty[part], np.r_[_candidates(values), np.inf]))
+    best: dict[str | None, tuple] = {}
+    for part, k_novelty, u_novelty, limits in options:
+        for t in thresholds:
+            k_ok = known_pass & (known >= t)
+            u_out = ~unseen_pass | (unseen < t)
+            # Every limit at once: kept and rejected shares per limit.
+            kept = (k_ok[None, :] & (k_novelty[None, :] <= limits[:, None])).mean(1)
+            rejected = (u_out[None, :] | (u_novelty[None, :] > limits[:, None])).mean(1)
+            for j in np.flatnonzero(kept >= KEEP_KNOWN * base):
+                key = (round(float(kept[j] + rejected[j]), 6), -float(t), float(limits[j]))
+                if part not in best or key > best[part][0]:
+                    best[part] = (key, part, float(t), float(limits[j]), float(kept[j]), float(rejected[j]))
+    # The threshold alone keeps all the check keeps at 0, so it always has a point; a limit must add
+    # NOVELTY_GAIN to it (a smaller gain is within the noise of a few hundred strangers).
+    chosen = best[None]
+    for part in known_novelty or {}:
+        if part in best and best[part][0][0] >= max(chosen[0][0], best[None][0][0] + NOVELTY_GAIN):
+            chosen = best[part]
+    _, part, threshold, limit, kept_share, rejected_share = chosen
+    point = {
+        "unknown_threshold": threshold,
+        "rule": (
+            f"the most known kept plus unseen rejected, keeping >= {KEEP_KNOWN:.0%} of what the check keeps; "
+            "with a novelty limit on one part of the encoding when it separates better"
+        ),
+        "known_kept": round(kept_share, 4),
+        "unseen_rejected": round(rejected_share, 4),
+        "novelty_part": part,
     }
+    if part is not None:
+        point["novelty_limit"] = limit
+    return point
+
+
+def _candidates(values: np.ndarray, lowest: float | None = None, count: int = 200) -> np.ndarray:
+    """Up to ``count`` cut points among ``values`` (their quantiles), and ``lowest`` if given."""
+    values = values[np.isfinite(values)]
+    points = np.unique(np.round(np.quantile(values, np.linspace(0, 1, count)), 4)) if len(values) else np.zeros(0)
+    return np.unique(np.r_[points, [lowest] if lowest is not None else []])
 
 
 def choose(known: np.ndarray, unseen: np.ndarray) -> dict:
@@ -185,8 +248,10 @@ def calibrated(
         feature_settings = FeatureSettings.from_dict(settings)
         pictures = [extract(load_rgb(f), feature_settings) for f in files if unseen_half(f, "calibration")]
     verify = bool(settings.get("verify"))
-    looked, strangers = held_out(train, bundle_of, pictures, verify)
-    known = looked[~np.isnan(looked[:, 1])]  # the pictures the SVM names right: what the check can cost
+    looked, strangers, looked_novelty, unseen_novelty = held_out(train, bundle_of, pictures, verify)
+    right = ~np.isnan(looked[:, 1])
+    known = looked[right]  # the pictures the SVM names right: what the check can cost
+    known_novelty = {part: values[right] for part, values in looked_novelty.items()}
     out = dict(settings)
     calibration: dict = {}
     if verify and settings.get("min_inliers") == "auto":
@@ -195,7 +260,7 @@ def calibrated(
     if settings.get("unknown_threshold") == "auto":
         bar = out["min_inliers"] if verify else 0
         calibration["threshold"] = choose_threshold(
-            known[:, 0], known[:, 1] >= bar, strangers[:, 0], strangers[:, 1] >= bar
+            known[:, 0], known[:, 1] >= bar, strangers[:, 0], strangers[:, 1] >= bar, known_novelty, unseen_novelty
         )
         out["unknown_threshold"] = calibration["threshold"]["unknown_threshold"]
     calibration.update(known_pictures=len(looked), named_right=len(known), unseen_pictures=len(strangers))

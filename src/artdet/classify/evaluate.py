@@ -148,13 +148,13 @@ def _check_unseen_and_margin(classifier: Classifier, unseen: str | Path | None, 
     if unseen:
         files = sorted(p for p in Path(unseen).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if calibration.get("unseen_pictures"):
-            # Half of them fitted min_inliers: only the other half says what the check rejects.
+            # Half of them fitted the decision: only the other half says what it rejects.
             files = [p for p in files if unseen_half(p, "evaluation")]
         predictions = [classifier(load_rgb(p), top_k=len(classifier.classes)) for p in files]
         answers = [p.label for p in predictions]
         metrics["unseen"] = {
             "folder": str(unseen),
-            "half": "evaluation (the other half fitted min_inliers)" if calibration.get("unseen_pictures") else "all",
+            "half": "evaluation (the other half fitted the decision)" if calibration.get("unseen_pictures") else "all",
             "pictures": len(files),
             "called_unknown": int(sum(a == UNKNOWN for a in answers)),
             "rejection_rate": round(float(np.mean([a == UNKNOWN for a in answers])), 4) if files else None,

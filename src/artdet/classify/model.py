@@ -30,7 +30,8 @@ from artdet.classify.features import Features, FeatureSet, FeatureSettings, extr
 from artdet.defaults import default
 
 FORMAT = "artdet-classifier"
-VERSION = 1
+# 2: a model with a fitted novelty limit (a reader of version 1 would ignore it); others are still 1.
+VERSION = 2
 UNKNOWN = "unknown"
 
 
@@ -74,12 +75,40 @@ def word_histograms(features: FeatureSet | list[Features], vocabulary: np.ndarra
     return counts
 
 
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+
+
 def encode(counts: np.ndarray, colour: np.ndarray, idf: np.ndarray, colour_weight: float) -> np.ndarray:
     """The SVM's input: idf-weighted, square-rooted, L2-normalised word counts, then weighted colour statistics."""
-    words = np.sqrt(counts * idf)
-    words /= np.maximum(np.linalg.norm(words, axis=1, keepdims=True), 1e-6)
-    colour = colour / np.maximum(np.linalg.norm(colour, axis=1, keepdims=True), 1e-6)
-    return np.hstack([words, colour_weight * colour]).astype(np.float32)
+    return np.hstack([_unit_rows(np.sqrt(counts * idf)), colour_weight * _unit_rows(colour)]).astype(np.float32)
+
+
+# The parts of a picture's encoding the novelty score can measure: its visual words, or its colour.
+NOVELTY_PARTS = ("words", "colour")
+# Training pictures a picture's novelty is measured against: the mean of its closest few (one
+# near-duplicate training picture should not make a stranger look familiar).
+NOVELTY_NEIGHBOURS = 3
+
+
+def novelty_vectors(pictures: FeatureSet | list[Features], part: str, vocabulary: np.ndarray, idf: np.ndarray):
+    """One part of the pictures' encodings (unit rows): what the novelty score compares."""
+    if part == "words":
+        return _unit_rows(np.sqrt(word_histograms(pictures, vocabulary) * idf))
+    if part == "colour":
+        colour = pictures.colour if isinstance(pictures, FeatureSet) else np.stack([p.colour for p in pictures])
+        return _unit_rows(colour)
+    raise ValueError(f"novelty part {part!r}: expected one of {NOVELTY_PARTS}")
+
+
+def novelty(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """How far each picture is from the training pictures: 1 - the mean cosine of its closest few (0 = seen)."""
+    if not len(reference):
+        return np.ones(len(vectors), np.float32)
+    k = min(NOVELTY_NEIGHBOURS, len(reference))
+    similarity = vectors @ reference.astype(np.float32).T
+    closest = np.partition(similarity, len(reference) - k, axis=1)[:, -k:]
+    return (1.0 - closest.mean(1)).astype(np.float32)
 
 
 def train_svm(
@@ -181,6 +210,15 @@ class Classifier:
             for label, pictures in bundle["references"].items()
         }
         self._matcher = cv2.BFMatcher(cv2.NORM_L2)
+        # Fitted with unseen pictures only (classify.calibrate): {"part", "limit", "reference"} or None.
+        self.novelty: dict | None = bundle.get("novelty")
+
+    def novelty_of(self, pictures: list[Features]) -> np.ndarray:
+        """Each picture's novelty on the fitted part (see :func:`novelty`); zeros for a model without one."""
+        if not self.novelty:
+            return np.zeros(len(pictures), np.float32)
+        part = self.novelty["part"]
+        return novelty(novelty_vectors(pictures, part, self.vocabulary, self.idf), self.novelty["reference"])
 
     def scores(self, pictures: list[Features]) -> np.ndarray:
         """Class scores (pictures x classes, each row summing to 1; softmax of the SVM's margins x 4)."""
@@ -239,6 +277,8 @@ class Classifier:
                     break
         if score < self.settings["unknown_threshold"]:
             label = UNKNOWN
+        elif self.novelty and label != UNKNOWN and self.novelty_of([picture])[0] > self.novelty["limit"]:
+            label = UNKNOWN  # far from every training picture: a stranger the SVM still names confidently
         return Prediction(label, round(float(score), 4), top)
 
     def __call__(self, rgb: np.ndarray, top_k: int | None = None) -> Prediction:
@@ -268,15 +308,23 @@ def make_bundle(features: FeatureSet, vocabulary: np.ndarray, trained: dict, set
         raise ValueError("min_inliers: auto must be fitted before export (artdet.classify.calibrate.calibrated)")
     if settings["unknown_threshold"] == "auto":
         settings = {**settings, "unknown_threshold": 0.0}
+    novel = None
+    fitted = (settings.get("calibration") or {}).get("threshold") or {}
+    if fitted.get("novelty_part"):
+        # The training pictures' vectors of the fitted part (float16: the model file stays small).
+        part = fitted["novelty_part"]
+        reference = novelty_vectors(features, part, vocabulary, trained["idf"]).astype(np.float16)
+        novel = {"part": part, "limit": float(fitted["novelty_limit"]), "reference": reference}
     return {
         "format": FORMAT,
-        "version": VERSION,
+        "version": VERSION if novel else 1,
         "classes": sorted(set(features.labels.tolist())),
         "settings": settings,
         "vocabulary": vocabulary,
         "idf": trained["idf"],
         "svm": trained["svm"],
         "references": pick_references(features, settings["references"]) if settings["verify"] else {},
+        "novelty": novel,
     }
 
 
