@@ -145,6 +145,9 @@ def _fitted(m: dict) -> str:
     if settings.get("verify"):
         parts.append(f"min_inliers {settings['min_inliers']}")
     parts.append(f"threshold {settings['unknown_threshold']:.2f}")
+    fitted = (settings.get("calibration") or {}).get("threshold") or {}
+    if fitted.get("novelty_part"):
+        parts.append(f"novelty ({fitted['novelty_part']}) <= {fitted['novelty_limit']:.3f}")
     return ", ".join(parts)
 
 

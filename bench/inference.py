@@ -122,10 +122,23 @@ def two_stage_cost(model: Path) -> tuple[list[list], dict]:
     return rows, data
 
 
+# Starts one command and prints its wall-clock seconds, peak memory (MB) and exit status. The
+# benchmark runs it as a small process of its own: Linux carries a process's peak memory across
+# exec, so a child forked straight from this one (TensorFlow loaded, ~2 GB) would report ours.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps([time.perf_counter() - start, usage.ru_maxrss / 1024, status]))
+"""
+
+
 def startup(forms: dict[str, tuple[Path, str]], photo: Path, repeats: int = 3) -> tuple[list[list], dict]:
     """`artdet detect MODEL photo` as a new process: seconds from its start to its first (only) photo's
-    detections written, and its peak memory (the child's ru_maxrss), per form; medians of ``repeats``,
-    the forms in turns so that each sees the same machine. ``forms``: name -> (model, TFLite runtime).
+    detections written, and its peak memory (the child's ru_maxrss, taken by ``LAUNCHER``), per form;
+    medians of ``repeats``, the forms in turns so that each sees the same machine. ``forms``: name ->
+    (model, TFLite runtime).
     """
     import os
     import tempfile
@@ -137,13 +150,14 @@ def startup(forms: dict[str, tuple[Path, str]], photo: Path, repeats: int = 3) -
             for name, (model, runtime) in forms.items():
                 env = {**os.environ, "ARTDET_TFLITE_RUNTIME": runtime}
                 command = [sys.executable, "-m", "artdet", "detect", str(model), str(photo), "--out", out, "--no-save"]
-                start = time.perf_counter()
-                child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                _, status, usage = os.wait4(child.pid, 0)
-                seconds[name].append(time.perf_counter() - start)
-                memory[name].append(usage.ru_maxrss / 1024)  # kilobytes on Linux
+                launched = subprocess.run(
+                    [sys.executable, "-c", LAUNCHER, *command], env=env, capture_output=True, text=True, check=True
+                )
+                took, peak, status = json.loads(launched.stdout)
                 if status != 0:
                     raise SystemExit(f"artdet detect {model} failed (status {status})")
+                seconds[name].append(took)
+                memory[name].append(peak)
     rows = [[name, round(median(seconds[name]), 2), round(median(memory[name]))] for name in forms]
     return rows, {"seconds": seconds, "peak_mb": memory}
 
