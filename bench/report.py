@@ -42,6 +42,11 @@ MEASURES = {
 }
 
 
+# Sections no benchmark writes any more, dropped when BENCHMARKS.md is regenerated: ``accuracy``
+# (all sets in one) is now one section per set, ``accuracy_<set>``.
+RETIRED = {"accuracy"}
+
+
 def measured_paths(name: str) -> list[str]:
     """The files a section's figures depend on (``accuracy_chess`` is measured like ``accuracy``)."""
     base = next((key for key in MEASURES if name == key or name.startswith(f"{key}_")), None)
@@ -94,7 +99,7 @@ def previous_sections() -> dict[str, list[str]]:
         elif name is not None:
             sections[name].append(line)
     sections.pop("Reproduce", None)
-    return sections
+    return {name: lines for name, lines in sections.items() if name not in RETIRED}
 
 
 def main() -> None:

@@ -197,6 +197,11 @@ def test_a_novelty_limit_is_fitted_only_when_it_separates_strangers_the_svm_cann
     same = {part: rng.permutation(values)[:100] for part, values in near.items()}
     plain = choose_threshold(known, passes, unseen, unseen_passes, near, same)
     assert plain["novelty_part"] is None and "novelty_limit" not in plain
+    # The check kept no known picture (nothing left to lose), or there is none: a point, no crash.
+    none_kept = choose_threshold(known, ~passes, unseen, unseen_passes, near, far)
+    assert 0.0 <= none_kept["unknown_threshold"] <= 1.0
+    empty = choose_threshold(known[:0], passes[:0], unseen, unseen_passes, {k: v[:0] for k, v in near.items()}, far)
+    assert empty["unknown_threshold"] == 0.0
     # No strangers to separate from: nothing is fitted.
     assert choose_threshold(known, passes, unseen[:0], unseen_passes[:0], near, {}) == {
         "unknown_threshold": 0.0,

@@ -135,7 +135,7 @@ def choose_threshold(
     """
     if not len(unseen):
         return {"unknown_threshold": 0.0, "rule": "0: no unseen pictures to separate from"}
-    base = max(float(np.mean(known_pass)), 1e-9)
+    base = float(np.mean(known_pass)) if len(known_pass) else 0.0
     thresholds = _candidates(known, lowest=0.0)
     options: list[tuple[str | None, np.ndarray, np.ndarray, np.ndarray]] = [
         (None, np.zeros(len(known)), np.zeros(len(unseen)), np.array([np.inf]))
@@ -156,6 +156,8 @@ def choose_threshold(
                     best[part] = (key, part, float(t), float(limits[j]), float(kept[j]), float(rejected[j]))
     # The threshold alone keeps all the check keeps at 0, so it always has a point; a limit must add
     # NOVELTY_GAIN to it (a smaller gain is within the noise of a few hundred strangers).
+    if None not in best:  # no known picture to keep (the check kept none, or the SVM named none right)
+        return {"unknown_threshold": 0.0, "rule": "0: no held-out known picture to keep", "novelty_part": None}
     chosen = best[None]
     for part in known_novelty or {}:
         if part in best and best[part][0][0] >= max(chosen[0][0], best[None][0][0] + NOVELTY_GAIN):
