@@ -79,13 +79,20 @@ def _look(classifier, picture, verify: bool, label: str | None = None) -> tuple[
     return float(scores[best]), float(max(counts, default=0))
 
 
-def held_out(train: FeatureSet, bundle_of, unseen: list | None = None, verify: bool = True, seed: int = 0):
+def held_out(
+    train: FeatureSet,
+    bundle_of,
+    unseen: list | None = None,
+    verify: bool = True,
+    seed: int = 0,
+    with_novelty: bool = True,
+):
     """(best score, most inliers) of every training picture from a model that did not train on it, and of ``unseen``.
 
     ``bundle_of(features)`` makes a model bundle from a part of the training pictures (the SVM and
     references as the export makes them). The unseen pictures are looked at by the first fold's model.
-    With unseen pictures, also each picture's novelty per part (``NOVELTY_PARTS``) against the
-    pictures its model trained on: ``(known, strangers, known_novelty, unseen_novelty)``.
+    With unseen pictures and ``with_novelty``, also each picture's novelty per part (``NOVELTY_PARTS``)
+    against the pictures its model trained on: ``(known, strangers, known_novelty, unseen_novelty)``.
     """
     from artdet.classify.model import NOVELTY_PARTS, Classifier, novelty, novelty_vectors
 
@@ -94,7 +101,7 @@ def held_out(train: FeatureSet, bundle_of, unseen: list | None = None, verify: b
     rng.shuffle(folds)
     known = np.full((len(train), 2), np.nan)
     strangers = np.zeros((0, 2))
-    parts = NOVELTY_PARTS if unseen else ()
+    parts = NOVELTY_PARTS if unseen and with_novelty else ()
     known_novelty = {part: np.full(len(train), np.nan) for part in parts}
     unseen_novelty = {part: np.zeros(0) for part in parts}
     for k in range(FOLDS):
@@ -154,8 +161,8 @@ def choose_threshold(
                 key = (round(float(kept[j] + rejected[j]), 6), -float(t), float(limits[j]))
                 if part not in best or key > best[part][0]:
                     best[part] = (key, part, float(t), float(limits[j]), float(kept[j]), float(rejected[j]))
-    # The threshold alone keeps all the check keeps at 0, so it always has a point; a limit must add
-    # NOVELTY_GAIN to it (a smaller gain is within the noise of a few hundred strangers).
+    # A limit must add NOVELTY_GAIN to the threshold alone (a smaller gain is within the noise of a
+    # few hundred strangers). The threshold alone has a point whenever a known picture is kept.
     if None not in best:  # no known picture to keep (the check kept none, or the SVM named none right)
         return {"unknown_threshold": 0.0, "rule": "0: no held-out known picture to keep", "novelty_part": None}
     chosen = best[None]
@@ -250,7 +257,9 @@ def calibrated(
         feature_settings = FeatureSettings.from_dict(settings)
         pictures = [extract(load_rgb(f), feature_settings) for f in files if unseen_half(f, "calibration")]
     verify = bool(settings.get("verify"))
-    looked, strangers, looked_novelty, unseen_novelty = held_out(train, bundle_of, pictures, verify)
+    looked, strangers, looked_novelty, unseen_novelty = held_out(
+        train, bundle_of, pictures, verify, with_novelty=fits_threshold
+    )
     right = ~np.isnan(looked[:, 1])
     known = looked[right]  # the pictures the SVM names right: what the check can cost
     known_novelty = {part: values[right] for part, values in looked_novelty.items()}

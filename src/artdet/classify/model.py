@@ -106,7 +106,7 @@ def novelty(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
     if not len(reference):
         return np.ones(len(vectors), np.float32)
     k = min(NOVELTY_NEIGHBOURS, len(reference))
-    similarity = vectors @ reference.astype(np.float32).T
+    similarity = vectors @ reference.T
     closest = np.partition(similarity, len(reference) - k, axis=1)[:, -k:]
     return (1.0 - closest.mean(1)).astype(np.float32)
 
@@ -212,6 +212,8 @@ class Classifier:
         self._matcher = cv2.BFMatcher(cv2.NORM_L2)
         # Fitted with unseen pictures only (classify.calibrate): {"part", "limit", "reference"} or None.
         self.novelty: dict | None = bundle.get("novelty")
+        if self.novelty:  # float16 in the file; float32 once here, not at every picture
+            self.novelty = {**self.novelty, "reference": self.novelty["reference"].astype(np.float32)}
 
     def novelty_of(self, pictures: list[Features]) -> np.ndarray:
         """Each picture's novelty on the fitted part (see :func:`novelty`); zeros for a model without one."""
@@ -258,7 +260,7 @@ class Classifier:
         return best
 
     def decide(self, picture: Features, scores: np.ndarray, top_k: int | None = None) -> Prediction:
-        """The top classes of one picture and the answer, after the threshold and the geometric check."""
+        """One picture's top classes and answer, after the geometric check, the threshold and the novelty limit."""
         top_k = top_k or self.settings["top_k"]
         order = np.argsort(-scores)[: max(top_k, 1)]
         top = [{"class": self.classes[i], "score": round(float(scores[i]), 4)} for i in order]
