@@ -37,15 +37,20 @@ def test_snakemake_classify_builds_the_branch_alone_and_reports_the_corrupt_imag
     assert not (classify_run / "results" / "data").exists(), "the detector's stages ran"
     # min_inliers was fitted on held-out training pictures and half the strangers; the other half and
     # the test pictures say what the check does: it rejects the strangers and costs the known little.
-    check = metrics["geometric_check"]
-    calibration = check["calibration"]
+    check, decision = metrics["geometric_check"], metrics["decision"]
+    calibration = decision["calibration"]
     classes = json.loads((results / "data_report.json").read_text())["classes"]
     train = sum(c["train"] for c in classes.values())
     assert calibration["known_pictures"] == train, "calibration reads training pictures only"
     unseen = [p for p in (classify_run / "works-unseen").rglob("*.jpg")]
     assert calibration["unseen_pictures"] + metrics["unseen"]["pictures"] == len(unseen)
-    assert calibration["check"]["min_inliers"] == check["min_inliers"] >= 4
-    assert metrics["unseen"]["rejection_rate"] >= 0.9 and check["cost"] <= 0.1, (metrics["unseen"], check)
+    assert calibration["check"]["min_inliers"] == check["min_inliers"] == decision["min_inliers"] >= 4
+    assert metrics["unseen"]["rejection_rate"] >= 0.9 and decision["cost"] <= 0.1, (metrics["unseen"], decision)
+    # Each unknown answer names the part of the decision that refused it; the counts add up.
+    unseen = metrics["unseen"]
+    assert sum(unseen["called_unknown_by"].values()) == unseen["called_unknown"], unseen
+    assert unseen["called_unknown_by"]["geometric_check"] > 0, unseen
+    assert sum(decision["known_called_unknown"].values()) == metrics["called_unknown"], decision
 
 
 @pytest.mark.slow
@@ -131,6 +136,7 @@ def test_classify_api_answers_and_rejects_junk_with_4xx(classify_run: Path) -> N
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["label"] in {"harbour", "unknown"}
+    assert (body["reason"] is None) == (body["label"] != "unknown"), body  # an unknown says why
     assert len(body["top"]) == 2 and body["top"][0]["score"] >= body["top"][1]["score"]
     assert client.post("/v1/classify", content=photo).status_code == 200  # raw body
     assert client.post("/v1/classify", content=b"").status_code == 400
@@ -246,6 +252,11 @@ def test_a_model_with_a_novelty_limit_calls_a_far_picture_unknown() -> None:
     bundle = make_bundle(features, vocabulary, trained, {**settings, "calibration": fitted})
     assert bundle["version"] == 2 and bundle["novelty"]["reference"].shape == (40, 78)
     checked = Classifier(bundle)
-    assert checked.decide(stranger, checked.scores([stranger])[0]).label == UNKNOWN
+    refused = checked.decide(stranger, checked.scores([stranger])[0])
+    assert refused.label == UNKNOWN and refused.reason == "novelty", refused  # which setting refused it
     known = picture("b")
-    assert checked.decide(known, checked.scores([known])[0]).label == "b"
+    answer = checked.decide(known, checked.scores([known])[0])
+    assert answer.label == "b" and answer.reason is None
+    # A threshold above every score refuses the known picture too, and says so.
+    strict = Classifier(make_bundle(features, vocabulary, trained, {**settings, "unknown_threshold": 1.0}))
+    assert strict.decide(known, strict.scores([known])[0]).reason == "unknown_threshold"

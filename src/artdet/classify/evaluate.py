@@ -21,7 +21,7 @@ import numpy as np
 from artdet.classify.calibrate import unseen_half
 from artdet.classify.dataset import load_rgb
 from artdet.classify.features import FeatureSet, extract
-from artdet.classify.model import UNKNOWN, Classifier
+from artdet.classify.model import REASONS, UNKNOWN, Classifier
 from artdet.data.dataset import IMAGE_SUFFIXES
 
 
@@ -136,9 +136,33 @@ def _answer_test(classifier: Classifier, root: Path, test: FeatureSet, items: di
                 "correct": prediction.label == truth,
                 "ranked": ranked,
                 "inliers": _inliers_of(prediction.top, prediction.label),
+                "reason": prediction.reason,
             }
         )
     return rows, latencies
+
+
+def _by_reason(reasons: list[str | None]) -> dict[str, int]:
+    """How many answers each part of the decision turned into ``unknown``."""
+    return {r: sum(x == r for x in reasons) for r in REASONS}
+
+
+def _decision(classifier: Classifier, rows: list[dict], metrics: dict) -> dict:
+    """The operating point and what it cost on known test pictures, whatever parts of the decision are on.
+
+    ``cost`` is the SVM's accuracy minus the answers' accuracy: the known pictures the geometric
+    check, ``unknown_threshold`` or the novelty limit refused (or the check sent to another class).
+    """
+    novel = classifier.novelty
+    return {
+        "verify": classifier.settings["verify"],
+        "min_inliers": classifier.settings["min_inliers"] if classifier.settings["verify"] else None,
+        "unknown_threshold": classifier.settings["unknown_threshold"],
+        "novelty": {"part": novel["part"], "limit": novel["limit"]} if novel else None,
+        "cost": round(metrics["svm_accuracy"] - metrics["accuracy"], 4),
+        "known_called_unknown": _by_reason([r["reason"] for r in rows]),
+        "calibration": classifier.settings.get("calibration") or None,
+    }
 
 
 def _check_unseen_and_margin(classifier: Classifier, unseen: str | Path | None, rows: list[dict], metrics: dict):
@@ -158,6 +182,7 @@ def _check_unseen_and_margin(classifier: Classifier, unseen: str | Path | None, 
             "pictures": len(files),
             "called_unknown": int(sum(a == UNKNOWN for a in answers)),
             "rejection_rate": round(float(np.mean([a == UNKNOWN for a in answers])), 4) if files else None,
+            "called_unknown_by": _by_reason([p.reason for p in predictions]),
         }
         if classifier.settings["verify"] and files:
             # The check's margin: strangers' best inlier counts stay below min_inliers, known works' above.
@@ -168,9 +193,6 @@ def _check_unseen_and_margin(classifier: Classifier, unseen: str | Path | None, 
         hits = [r["inliers"] for r in rows if r["correct"]]
         metrics["geometric_check"] = {
             "min_inliers": classifier.settings["min_inliers"],
-            "calibration": calibration or None,
-            # What the check cost on known test pictures: the SVM's answers it turned into unknown or another class.
-            "cost": round(metrics["svm_accuracy"] - metrics["accuracy"], 4),
             "known_inliers": {"min": int(min(hits)), "median": float(np.median(hits))} if hits else None,
             "unseen_max_inliers": unseen_most,
         }
@@ -217,6 +239,7 @@ def evaluate(
         },
         settings=classifier.settings,
     )
+    metrics["decision"] = _decision(classifier, rows, metrics)
     _check_unseen_and_margin(classifier, unseen, rows, metrics)
     metrics["confusion_matrix"] = _confusion_png(truth, predicted, classes, out / "confusion_matrix.png")
     _worst_sheet(root, rows, items, out / "worst_examples.jpg")

@@ -33,6 +33,11 @@ FORMAT = "artdet-classifier"
 # 2: a model with a fitted novelty limit (a reader of version 1 would ignore it); others are still 1.
 VERSION = 2
 UNKNOWN = "unknown"
+# Why an answer is unknown (Prediction.reason, the evaluation's counts), named after the setting that
+# refused: no reference photo of the best classes matched with min_inliers inliers; the best score is
+# below unknown_threshold; the picture is farther than the novelty limit from every training picture.
+NO_MATCH, LOW_SCORE, NOVEL = "geometric_check", "unknown_threshold", "novelty"
+REASONS = (NO_MATCH, LOW_SCORE, NOVEL)
 
 
 def root_sift(descriptors: np.ndarray) -> np.ndarray:
@@ -146,13 +151,15 @@ class Prediction:
 
     ``top`` holds the ``top_k`` classes by SVM score (``class``, ``score`` in 0..1, and ``inliers``
     for the classes the geometric check tried: those down to the first that passed); ``label`` is
-    the answer: a class, or ``unknown``.
+    the answer: a class, or ``unknown``, and then ``reason`` says which part of the decision
+    refused every class (one of :data:`REASONS`), so a user knows which setting to look at.
     """
 
     label: str
     score: float
     top: list[dict] = field(default_factory=list)
     milliseconds: float = 0.0
+    reason: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -264,24 +271,24 @@ class Classifier:
         top_k = top_k or self.settings["top_k"]
         order = np.argsort(-scores)[: max(top_k, 1)]
         top = [{"class": self.classes[i], "score": round(float(scores[i]), 4)} for i in order]
-        label, score = top[0]["class"], top[0]["score"]
+        label, score, reason = top[0]["class"], top[0]["score"], None
         if self.settings["verify"]:
             # The best few classes by SVM score, whatever top_k is, in that order: the first one that
             # passes is the answer, and the classes after it are not checked (nor given an inlier count).
-            label = UNKNOWN
+            label, reason = UNKNOWN, NO_MATCH
             for i in np.argsort(-scores)[:VERIFY_CANDIDATES]:
                 count = self.inliers(picture, self.classes[i])
                 for entry in top:
                     if entry["class"] == self.classes[i]:
                         entry["inliers"] = count
                 if count >= self.settings["min_inliers"]:
-                    label, score = self.classes[i], float(scores[i])
+                    label, score, reason = self.classes[i], float(scores[i]), None
                     break
-        if score < self.settings["unknown_threshold"]:
-            label = UNKNOWN
+        if label != UNKNOWN and score < self.settings["unknown_threshold"]:
+            label, reason = UNKNOWN, LOW_SCORE
         elif self.novelty and label != UNKNOWN and self.novelty_of([picture])[0] > self.novelty["limit"]:
-            label = UNKNOWN  # far from every training picture: a stranger the SVM still names confidently
-        return Prediction(label, round(float(score), 4), top)
+            label, reason = UNKNOWN, NOVEL  # a stranger the SVM still names confidently
+        return Prediction(label, round(float(score), 4), top, reason=reason)
 
     def __call__(self, rgb: np.ndarray, top_k: int | None = None) -> Prediction:
         start = time.perf_counter()

@@ -46,8 +46,9 @@ def classify_router(
         summary="Name the artwork in a photo",
         description=(
             "Send the image as multipart form field `image` (or any single file field), or as the raw request "
-            "body. Answers `label` (a class, or `unknown` when no known work matches) and the `top` classes with "
-            "scores (0..1, summing to 1 over all classes) and, with the geometric check, homography inliers."
+            "body. Answers `label` (a class, or `unknown` when no known work matches, with the `reason`: "
+            "`geometric_check`, `unknown_threshold` or `novelty`) and the `top` classes with scores (0..1, "
+            "summing to 1 over all classes) and, with the geometric check, homography inliers."
         ),
         responses=error_responses(400, 401, 413, 415, 422, 503),
         openapi_extra=IMAGE_BODY,
