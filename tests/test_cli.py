@@ -126,3 +126,27 @@ def test_summary_lists_every_evaluated_form(tmp_path: Path) -> None:
     text = summarize(tmp_path / "config.yaml", results)
     assert "Model ssd: kept two_stage (val AP50 0.95 > 0.90); deploy results/ssd/two_stage/saved_model/" in text
     assert "Model ssd/two_stage:" in text and "saved_model         : AP 0.800, AP50 0.970, 30 ms" in text
+
+
+def test_train_ends_its_process_at_once_with_everything_flushed(tmp_path: Path) -> None:
+    """Only `train`, only from the process's own command line, ends without the interpreter's teardown."""
+    import subprocess
+    import sys
+
+    from artdet.cli import build_parser
+
+    assert build_parser().parse_args(["train", "--pipeline", "p", "--model-dir", "m"]).end_process is True
+    assert not getattr(build_parser().parse_args(["label-map", "m.pbtxt", "--classes", "a"]), "end_process", False)
+    log = tmp_path / "log.txt"
+    code = (
+        "import logging, sys\n"
+        "from artdet.cli import end_process\n"
+        f"logging.basicConfig(filename={str(log)!r}, level=logging.INFO)\n"
+        "logging.info('model written')\n"
+        "sys.stdout.write('no newline yet')\n"
+        "end_process()\n"
+        "print('never')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "no newline yet", (done.stdout, done.stderr)
+    assert "model written" in log.read_text()

@@ -102,6 +102,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         "--log",
         help="write everything to this file and show only the progress lines on the console (as under Snakemake)",
     )
+    # The model written, the process ends without TensorFlow's slow teardown (artdet.cli.end_process).
+    p.set_defaults(end_process=True)
 
 
 def _train(args: argparse.Namespace) -> None:
