@@ -54,6 +54,9 @@ BASELINE = {
 }
 
 
+# The split and per-side label tables of a real set's run: bench/peers.py trains YOLOv8n on the same
+# split and reuses the run's recipe (same commit, same budget) instead of training it again.
+SPLIT_TABLES = ("results/data/split.csv", *(f"results/data/{side}_labels.csv" for side in ("train", "val", "test")))
 # The real sets and whether they come with a published split (splits/{train,val,test}.txt).
 REAL = {"raccoon": False, "bccd": True, "chess": True}
 # The better form on test may beat the kept one by at most this much AP50 (the choice is made on val).
@@ -273,7 +276,13 @@ def main() -> None:
         else:
             folder = generated("gallery" if dataset == "demo" else "lookalike")
         results = run_workflow(
-            dataset, folder, models, forms, published_split=REAL.get(dataset, False), rerun=not args.from_cache
+            dataset,
+            folder,
+            models,
+            forms,
+            published_split=REAL.get(dataset, False),
+            extra_targets=SPLIT_TABLES if real else (),
+            rerun=not args.from_cache,
         )
         # One section per set, saved as soon as the set is done: a later set's failure keeps it,
         # and `--datasets X` refreshes X's section alone.

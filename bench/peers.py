@@ -6,7 +6,8 @@ the same wall-clock budget, one after the other, and are scored by the same
 pycocotools code on the same test images:
 
 - ``artdet``: the shipped config.yaml's ``ssd_mobilenet`` entry with
-  ``time_budget`` set, through a real ``snakemake`` run (SavedModel);
+  ``time_budget`` set, through a real ``snakemake`` run (SavedModel): bench/accuracy.py's
+  run of the set when it trained that recipe at the same commit (``--fresh``: train it here);
 - ``YOLOv8n``: Ultralytics' ``yolov8n.yaml`` (no pretrained weights) at 320,
   batch 8, its ``time`` argument set to the budget, in its own virtualenv
   (``bench/peers_yolo.py``); its detections are scored here.
@@ -36,10 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from accuracy import budget_seconds, run_workflow, shipped_recipe
-from common import CACHE, ROOT, SHARED, save
-
-SIDES = ("train", "val", "test")
+from accuracy import SPLIT_TABLES, budget_seconds, collect, run_workflow, shipped_recipe
+from common import CACHE, ROOT, SHARED, commit, save
 
 
 def _seconds(budget: str) -> float:
@@ -134,11 +133,31 @@ def score_yolo(work: Path, result: dict, flat_names: dict[str, str], names: list
     return metrics
 
 
+def accuracy_run(dataset: str, budget: str) -> Path | None:
+    """bench/accuracy.py's run of ``dataset`` when it trained this recipe at this commit, else None.
+
+    Its recipe trained alone on the machine (the training job holds every core), from the
+    process start to the final model, as here: training it again would measure the same thing.
+    """
+    work = CACHE / "accuracy" / dataset
+    stamp = work / "commit.txt"
+    if not stamp.exists() or stamp.read_text().strip() != commit() or commit().endswith("+dirty"):
+        return None
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    recipe = config.get("models", {}).get("recipe")
+    done = all((work / target).exists() for target in SPLIT_TABLES)
+    ready = (work / "results" / "recipe" / "evaluation" / "saved_model" / "metrics.json").exists()
+    return work if recipe == shipped_recipe(budget) and done and ready else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", required=True, help="the Python of the virtualenv with ultralytics")
     parser.add_argument("--budget", default="12m", help="training budget of each detector (default 12m)")
     parser.add_argument("--datasets", nargs="+", default=["raccoon", "bccd"], choices=["raccoon", "bccd"])
+    parser.add_argument(
+        "--fresh", action="store_true", help="train artdet's recipe here even when bench/accuracy.py's run can be used"
+    )
     args = parser.parse_args()
     budget = _seconds(args.budget)
 
@@ -147,16 +166,21 @@ def main() -> None:
         folder = SHARED / "datasets" / dataset
         if not folder.is_dir():
             raise SystemExit(f"{folder} is missing: the shared datasets are needed for this benchmark")
-        name = f"peers-{dataset}"
-        ours = run_workflow(
-            name,
-            folder,
-            {"recipe": shipped_recipe(args.budget)},
-            {"recipe": ("saved_model",)},
-            published_split=dataset == "bccd",
-            extra_targets=("results/data/split.csv", *(f"results/data/{side}_labels.csv" for side in SIDES)),
-        )["recipe"]
-        work = CACHE / "accuracy" / name
+        recipe = {"recipe": shipped_recipe(args.budget)}
+        work = None if args.fresh else accuracy_run(dataset, args.budget)
+        if work is not None:
+            print(f"{dataset}: artdet's side from bench/accuracy.py's run at this commit ({work})", flush=True)
+            ours = collect(work, recipe, {"recipe": ["recipe"]})["recipe"]
+        else:
+            work = CACHE / "accuracy" / f"peers-{dataset}"
+            ours = run_workflow(
+                work.name,
+                folder,
+                recipe,
+                {"recipe": ("saved_model",)},
+                published_split=dataset == "bccd",
+                extra_targets=SPLIT_TABLES,
+            )["recipe"]
         data_yaml, test_list, flat_names, names, train_count = yolo_dataset(work)
         same = detection_settings(work / "results" / "recipe" / "pipeline.yaml")
         launched = time.time()
