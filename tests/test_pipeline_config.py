@@ -280,11 +280,18 @@ def test_anchors_are_fitted_only_to_boxes_the_defaults_do_not_cover() -> None:
     kept = fit_anchors(stats(186, 530), 320, 3, 6)  # raccoon-like: 93-265 px at 320
     assert (kept["anchor_size"], kept["aspect_ratios"]) == (4.0, [0.5, 1.0, 2.0]), kept
     small = fit_anchors(stats(42, 166), 320, 3, 6)  # BCCD-like: 21-83 px, platelets below 32 px
-    assert small["anchor_size"] == 1.5 and "anchor_size 4 -> 1.5" in small["reason"], small
+    # The smallest anchor comes down to the small boxes (20 px), no further: every halving of
+    # anchor_size would send every box one feature level coarser.
+    assert small["anchor_size"] == 2.5 and "anchor_size 4 -> 2.5 (20-254 px)" in small["reason"], small
     assert small["aspect_ratios"] == [0.5, 1.0, 2.0]
     assert "input_size" not in small["reason"]
+    assert fit_anchors(stats(44, 86), 320, 3, 6)["anchor_size"] == 2.5  # chess-like: 22-43 px
+    assert fit_anchors(stats(46, 86), 320, 3, 6)["anchor_size"] == 4.0  # 23 px: within sqrt 2 of 32
     tiny = fit_anchors(stats(16, 166), 320, 3, 6)  # 8 px at 320: a larger input is suggested
-    assert "input_size 512 would give them 12 px" in tiny["reason"], tiny
+    assert tiny["anchor_size"] == 1.0 and "input_size 512 would give them 12 px" in tiny["reason"], tiny
+    # Boxes larger than the largest anchor (a 1280 px input, 580-1100 px boxes) grow them as far as needed.
+    large = fit_anchors(stats(290, 550), 1280, 3, 6)
+    assert large["anchor_size"] == 11.0 and "95th-percentile" in large["reason"], large
     thin = fit_anchors(stats(186, 530, (0.2, 0.3, 0.45)), 320, 3, 6)  # pens lying flat
     assert thin["aspect_ratios"] == [0.2, 0.3, 0.45] and thin["anchor_size"] == 4.0
 
@@ -299,7 +306,7 @@ def test_anchors_fit_reaches_the_config_and_needs_the_statistics() -> None:
     }
     notes: dict = {}
     cfg = render(_model(anchors="fit"), 3, ["t"], ["v"], box_stats=stats, notes=notes)
-    assert cfg["task"]["model"]["anchor"]["anchor_size"] == 1.5 and "anchor_size" in notes["anchors"]
+    assert cfg["task"]["model"]["anchor"]["anchor_size"] == 2.5 and "anchor_size" in notes["anchors"]
     cfg = render(
         _model(anchors="fit", overrides={"task.model.anchor.anchor_size": 3}), 3, ["t"], ["v"], box_stats=stats
     )
@@ -327,7 +334,7 @@ def test_anchors_are_fitted_to_the_train_boxes_only() -> None:
         for stats in (small_test, large_test)
     ]
     assert renders[0] == renders[1]
-    moved = compute_stats([*train[1:], (sample("t0.jpg", 400), "train", Path("."))], ["cell"])
+    moved = compute_stats([*train[1:], (sample("t0.jpg", 12), "train", Path("."))], ["cell"])
     assert yaml.safe_dump(render(_model(anchors="fit"), 1, ["t"], ["v"], box_stats=moved)) != renders[0]
 
 

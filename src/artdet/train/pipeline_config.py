@@ -145,12 +145,19 @@ def fit_anchors(
     of the model input (32 to 406 at the defaults). A box far smaller than
     the smallest anchor overlaps none by the matching IoU of 0.5 and is
     learned from one forced match only: BCCD's platelets, 20 px at 320, are
-    such boxes. When the 5th to 95th percentile of box sizes leaves that span
-    (by more than a factor of sqrt 2), the span is centred on the boxes, on a
-    log scale; when the same percentiles of the aspect ratio leave the
-    anchors' ratios (by more than 1.25), the ratios become those percentiles.
-    Otherwise the defaults stay: they are what was measured most. Only the train split's boxes
-    count (``stats.json``'s ``train_boxes``; older files without it describe every split).
+    such boxes. When the 5th percentile of box sizes is below the smallest
+    anchor by more than a factor of sqrt 2, the anchors shrink only as far as
+    those boxes need: the smallest anchor takes their size (``anchor_size``
+    rounded down to a half). They move no further because each halving of
+    ``anchor_size`` sends every box one feature level coarser: centring the
+    span on chess pieces of 22-43 px (``anchor_size`` 1) put them on strides
+    16-32 and cost half the val AP50 that 2.5 keeps. Likewise, when the 95th
+    percentile is above the largest anchor by more than sqrt 2, they grow
+    only as far as those boxes need. When the same percentiles of the aspect
+    ratio leave the anchors' ratios (by more than 1.25), the ratios become
+    those percentiles. Otherwise the defaults stay: they are what was measured
+    most. Only the train split's boxes count (``stats.json``'s ``train_boxes``;
+    older files without it describe every split).
     """
     stats = stats.get("train_boxes", stats)
     if not stats.get("box_relative_size", {}).get("count", 1):
@@ -160,11 +167,17 @@ def fit_anchors(
     low, high = stats["box_relative_size"]["p5"] * to_input, stats["box_relative_size"]["p95"] * to_input
     smallest, largest = 2**min_level, 2**max_level * 2 ** ((num_scales - 1) / num_scales)
     reasons = []
-    if low * math.sqrt(2) < anchor_size * smallest or high > anchor_size * largest * math.sqrt(2):
-        fitted = min(16.0, max(0.5, round(2 * math.sqrt(low * high / (smallest * largest))) / 2))
+    fitted = anchor_size
+    if low * math.sqrt(2) < anchor_size * smallest:
+        fitted = max(0.5, math.floor(2 * low / smallest + 1e-9) / 2)  # 1e-9: 8 px / 8 is 1, not 0.5
+        edge = f"the 5th-percentile box ({low:.0f} px) is below the smallest default anchor"
+    elif high > anchor_size * largest * math.sqrt(2):
+        fitted = min(16.0, math.ceil(2 * high / largest - 1e-9) / 2)
+        edge = f"the 95th-percentile box ({high:.0f} px) is above the largest default anchor"
+    if fitted != anchor_size:
         reasons.append(
-            f"boxes of {low:.0f}-{high:.0f} px at input {input_size} (5th-95th percentile) leave the default anchors' "
-            f"{anchor_size * smallest:.0f}-{anchor_size * largest:.0f} px: anchor_size {anchor_size:g} -> {fitted:g} "
+            f"boxes of {low:.0f}-{high:.0f} px at input {input_size} (5th-95th percentile): {edge} "
+            f"({anchor_size * smallest:.0f}-{anchor_size * largest:.0f} px): anchor_size {anchor_size:g} -> {fitted:g} "
             f"({fitted * smallest:.0f}-{fitted * largest:.0f} px)"
         )
         anchor_size = fitted
