@@ -63,7 +63,7 @@ lint: venv
 	$(BIN)/snakemake --lint --cores 1 -n --config dataset=.test/demo
 
 # Every benchmark under bench/ (JSON in bench/results/), then BENCHMARKS.md.
-BENCHES := data_prep dag train_speed inference serve accuracy int8_scores classify review
+BENCHES := data_prep dag train_speed inference serve accuracy anchors int8_scores classify review
 bench: venv
 	cd bench && for name in $(BENCHES); do ../$(BIN)/python $$name.py || exit 1; done
 	cd bench && ../$(BIN)/python report.py

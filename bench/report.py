@@ -6,7 +6,18 @@ import json
 
 from common import RESULTS, ROOT, table
 
-ORDER = ["accuracy", "int8_scores", "peers", "data_prep", "dag", "train_speed", "inference", "serve", "classify"]
+ORDER = [
+    "accuracy",
+    "anchors",
+    "int8_scores",
+    "peers",
+    "data_prep",
+    "dag",
+    "train_speed",
+    "inference",
+    "serve",
+    "classify",
+]
 # What each benchmark measures: a change to these paths after the commit a section was measured at
 # marks it STALE (its script and bench/common.py count for every one).
 MEASURES = {
@@ -21,6 +32,7 @@ MEASURES = {
         "config.yaml",
     ],
     "int8_scores": ["src/artdet/deploy", "src/artdet/train", "src/artdet/evaluate"],
+    "anchors": ["src/artdet/data", "src/artdet/train", "src/artdet/evaluate", "rules", "Snakefile", "config.yaml"],
     "peers": ["src/artdet/train", "src/artdet/evaluate", "src/artdet/deploy", "config.yaml"],
     "data_prep": ["src/artdet/data"],
     "dag": ["Snakefile", "rules", "src/artdet/data/dataset.py"],
