@@ -15,7 +15,7 @@ matching issues among M is missed when all c fall outside the top 2N).
 The top issues that are no injected error are printed too: labels of the original set that the
 review puts in doubt (read them in results/review/review.html).
 
-    python bench/review.py                       # raccoon and BCCD, 4 folds of 3 minutes each
+    python bench/review.py                       # raccoon and BCCD, 4 folds of 3 minutes each, seed 2
     python bench/review.py --datasets raccoon --time-budget 1m   # a quick iteration
 """
 
@@ -39,6 +39,10 @@ KINDS = ("swapped", "removed", "shifted", "added")
 # The issue kind that names each injected error (a found error of another kind still sends the user to it).
 EXPECTED_KIND = {"swapped": "class", "removed": "missing", "shifted": "location", "added": "spurious"}
 RATE = 0.05
+# The ranking was designed on the errors of one injection seed; the figures are reported on another,
+# which chose nothing.
+TUNING_SEED = 0
+REPORTED_SEED = 2
 
 
 def _iou(a: tuple, b: tuple) -> float:
@@ -255,7 +259,13 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["raccoon", "bccd"], choices=["raccoon", "bccd"])
     parser.add_argument("--time-budget", default="3m", help="review: time_budget (default 3m, the schema's)")
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=REPORTED_SEED,
+        help=f"injection seed (default {REPORTED_SEED}; the ranking was designed on seed {TUNING_SEED}: "
+        f"`--seed {TUNING_SEED} --name review_tune` measures that one)",
+    )
     parser.add_argument("--name", default="review")
     parser.add_argument("--from-cache", action="store_true", help="rank the last run's predictions again, no training")
     args = parser.parse_args()
