@@ -62,6 +62,22 @@ def test_auto_keeps_the_higher_val_ap50_and_a_tie_keeps_the_detector(tmp_path: P
     assert choose_form("m", "on")["saved_model"] == "results/m/two_stage/saved_model"
 
 
+@pytest.mark.parametrize(
+    "box",
+    [(10.0, 10.0, 30.0, 40.0), (99.6, 20.0, 100.0, 30.0), (120.0, 90.0, 140.0, 95.0), (5.0, 5.0, 5.0, 5.0)],
+    ids=["inside", "on-the-right-edge", "past-the-corner", "no-size"],
+)
+def test_every_detection_gets_a_crop_of_the_image(box: tuple) -> None:
+    from artdet.classify.dataset import padded_box
+
+    # A detection on or past the border, or of no size, once gave an empty crop that stopped the
+    # two-stage evaluation of a TFLite file (OpenCV refuses an empty image).
+    x0, y0, x1, y1 = padded_box(box, 100, 80, 0.1)
+    assert 0 <= x0 < x1 <= 100 and 0 <= y0 < y1 <= 80, (x0, y0, x1, y1)
+    if box[0] < 100 and box[1] < 80 and box[2] > box[0]:
+        assert x0 <= box[0] and x1 >= min(box[2], 100), "the crop covers the box"
+
+
 def test_only_train_boxes_become_crops_and_the_others_are_counted() -> None:
     def image(source: str, boxes: int) -> ValidatedImage:
         objects = [{"name": "cat", "xmin": 10, "ymin": 10, "xmax": 60, "ymax": 50}] * boxes
@@ -197,6 +213,9 @@ def test_detector_names_each_box_with_the_classifier_from_the_photo(two_stage_ru
     got = sorted((round(d.score, 5), d.class_name, tuple(round(v, 2) for v in d.box)) for d in named)
     assert got == expected
     assert len(named) == len(boxes) * namer.top_k
+    height, width = photo.shape[:2]
+    edge = [(width - 0.5, 0.0, width, 10.0), (width + 5.0, height + 5.0, width + 9.0, height + 9.0), (3, 3, 3, 3)]
+    assert all(len(classes) == namer.top_k for classes in namer.name(photo, edge, [0.5] * 3))
 
     # A TFLite file with the classifier beside it names its boxes the same way.
     lite = work / "lite"

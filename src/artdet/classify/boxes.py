@@ -166,8 +166,7 @@ class BoxNamer:
         pictures = []
         for box in boxes:
             x0, y0, x1, y1 = padded_box(box, width, height, self.padding)
-            crop = image[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
-            pictures.append(extract(np.ascontiguousarray(crop), self.classifier.features))
+            pictures.append(extract(np.ascontiguousarray(image[y0:y1, x0:x1]), self.classifier.features))
         probabilities = self.classifier.scores(pictures)
         named = []
         for picture, row, score in zip(pictures, probabilities, scores, strict=True):

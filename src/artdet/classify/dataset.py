@@ -77,15 +77,18 @@ def padded_box(
     """A box (xmin, ymin, xmax, ymax in pixels) grown by ``padding`` of its size on each side, inside the image.
 
     Training crops and the crops named at detection time are cut the same way, so the classifier
-    sees the same amount of surroundings in both.
+    sees the same amount of surroundings in both. The crop is at least one pixel of the image even
+    for a detection of no size or on (or past) its border, which a detector can return.
     """
     x0, y0, x1, y1 = box
     pad_x, pad_y = (x1 - x0) * padding, (y1 - y0) * padding
+    left = min(max(0, int(x0 - pad_x)), width - 1)
+    top = min(max(0, int(y0 - pad_y)), height - 1)
     return (
-        max(0, int(x0 - pad_x)),
-        max(0, int(y0 - pad_y)),
-        min(width, int(x1 + pad_x) + 1),
-        min(height, int(y1 + pad_y) + 1),
+        left,
+        top,
+        max(left + 1, min(width, int(x1 + pad_x) + 1)),
+        max(top + 1, min(height, int(y1 + pad_y) + 1)),
     )
 
 
