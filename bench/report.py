@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+
+import yaml
 
 from common import RESULTS, ROOT, table
 
@@ -68,10 +72,42 @@ def measured_paths(name: str) -> list[str]:
     return [*MEASURES.get(base or "", ["src"]), script, "bench/common.py"]
 
 
-def stale_since(name: str, commit: str | None) -> list[str]:
-    """The measured files changed since ``commit`` (committed or not); every path when no commit was recorded."""
-    import subprocess
+def meaning(path: str, text: str | None) -> object:
+    """What a file does, without what only explains it: a figure quoted in a comment or docstring can be
+    brought up to date without marking every section that measured the file STALE.
 
+    Python is compared as its syntax tree without docstrings (comments are not in it), YAML as the data
+    it loads, and any other file (Snakefile, rules) as its lines without blank and whole-line comments.
+    """
+    if text is None:
+        return None
+    if path.endswith(".py"):
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            return text
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (
+                isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+        return ast.dump(tree)
+    if path.endswith((".yaml", ".yml")):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+    return [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def stale_since(name: str, commit: str | None) -> list[str]:
+    """The measured files whose code changed since ``commit`` (committed or not); every path when no
+    commit was recorded. A change to comments or docstrings alone leaves a section fresh (``meaning``)."""
     paths = measured_paths(name)
     if not commit or commit == "unknown":
         return paths
@@ -81,7 +117,15 @@ def stale_since(name: str, commit: str | None) -> list[str]:
     )
     if changed.returncode != 0:
         return paths
-    return changed.stdout.split()
+
+    def then(path: str) -> str | None:
+        shown = subprocess.run(["git", "show", f"{base}:{path}"], cwd=ROOT, capture_output=True, text=True)
+        return shown.stdout if shown.returncode == 0 else None
+
+    def now(path: str) -> str | None:
+        return (ROOT / path).read_text() if (ROOT / path).is_file() else None
+
+    return [path for path in changed.stdout.split() if meaning(path, then(path)) != meaning(path, now(path))]
 
 
 def provenance(name: str, commit: str | None, where: str) -> str:
