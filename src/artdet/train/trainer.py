@@ -38,8 +38,8 @@ def use_onednn_kernels() -> None:
     """Train with TensorFlow's oneDNN CPU kernels; call before TensorFlow is imported.
 
     TensorFlow turns them on by default only on CPUs with AVX-512 VNNI/BF16
-    or AMX. On an AVX2 CPU (2 cores) they train the ``ssd_mobilenet`` preset
-    at 11.3 instead of 7.3 images/s, 1.56x (``bench/train_speed.py``).
+    or AMX. On the 2-core CPUs measured they train the ``ssd_mobilenet`` preset
+    1.56x (AVX2) to 2.01x (AMD EPYC) as fast (``bench/train_speed.py``).
     ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment still turns them off. Only
     the training process uses them: see :func:`_cpu_graph_options` for what
     they cost inference.
