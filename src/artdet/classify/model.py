@@ -4,7 +4,8 @@ A picture becomes a fixed-length vector: each RootSIFT descriptor votes for its
 nearest visual word (a k-means centre of training descriptors), the votes are
 weighted by how rare the word is (idf), square-rooted and L2-normalised, and the
 colour statistics are appended. A linear SVM separates the classes in that space;
-it trains in seconds on a CPU and predicts in microseconds.
+it is cheap to train and to call beside the SIFT features, which take most of a
+picture's time (``bench/classify.py``).
 
 An SVM always names one of the classes it knows, even for a painting it has never
 seen. The geometric check asks a stricter question of the best few classes: do
