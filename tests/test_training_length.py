@@ -61,16 +61,18 @@ def _train(data: dict, model: dict, name: str, env: dict) -> tuple[Path, str]:
 def test_time_budget_plans_a_schedule_that_finishes(data: dict, venv_env: dict) -> None:
     """The run trains exactly the planned steps and its cosine reaches zero at the last one.
 
-    How close the run ends to the budget depends on the machine: bench/, not a test.
+    How close the run ends to the budget depends on the machine: bench/, not a test. The
+    budget leaves room for a slow or busy machine: start-up and the probe took 58 s on one,
+    and a budget they spend leaves nothing to plan.
     """
     from artdet.train.curves import read_scalars
 
-    model = {**TINY, "time_budget": "60s", "validations": 2}
+    model = {**TINY, "time_budget": "150s", "validations": 2}
     model_dir, log = _train(data, model, "budget", venv_env)
     plan = json.loads((model_dir / "plan.json").read_text())
     for key in ("budget_seconds", "images_per_second", "probe_steps", "train_steps", "validations", "reason"):
         assert key in plan
-    assert plan["budget_seconds"] == 60 and plan["probe_steps"] == 15
+    assert plan["budget_seconds"] == 150 and plan["probe_steps"] == 15
     assert plan["train_steps"] > plan["probe_steps"], f"the probe spent the budget on this machine: {plan}"
     assert f"plan | {plan['reason']}" in log
     summary = json.loads((model_dir / "train_summary.json").read_text())
