@@ -224,8 +224,10 @@ def test_beyond_the_queue_the_answer_is_503_with_retry_after(guarded_server: tup
     barrier = threading.Barrier(8)
 
     def one(_: int) -> httpx.Response:
-        barrier.wait()
-        return httpx.post(url + "/v1/detect", content=photo, headers={"authorization": f"Bearer {API_KEY}"}, timeout=60)
+        # The client (and its connection) is ready before the barrier: the 8 requests leave together.
+        with httpx.Client(headers={"authorization": f"Bearer {API_KEY}"}, timeout=60) as client:
+            barrier.wait()
+            return client.post(url + "/v1/detect", content=photo)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(one, range(8)))

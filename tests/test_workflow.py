@@ -294,14 +294,14 @@ def test_report_opens_in_chromium_and_shows_the_plots(workflow_run: Path, venv_e
             page.locator("tr", has_text=name).locator("a[iconname=eye]").click()
             if name.endswith(".html"):
                 frame = page.frame_locator("iframe").first
-                shown[name] = frame.locator("h1").inner_text(timeout=10_000)
+                shown[name] = frame.locator("h1").inner_text(timeout=60_000)
             else:
                 # Raster images are data URLs in the page; the icons are SVG.
                 widths = (
                     "Array.from(document.images).filter(i => i.src.startsWith('data:image/')"
                     " && !i.src.startsWith('data:image/svg')).map(i => i.naturalWidth)"
                 )
-                page.wait_for_function(f"Math.max(0, ...{widths}) > 300", timeout=10_000)
+                page.wait_for_function(f"Math.max(0, ...{widths}) > 300", timeout=60_000)
                 shown[name] = page.evaluate(f"Math.max(0, ...{widths})")
             page.screenshot(path=str(tmp_path / f"{Path(name).stem}.png"))
             page.close()
