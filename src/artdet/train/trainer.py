@@ -39,7 +39,8 @@ def use_onednn_kernels() -> None:
 
     TensorFlow turns them on by default only on CPUs with AVX-512 VNNI/BF16
     or AMX. On the 2-core CPUs measured they train the ``ssd_mobilenet`` preset
-    1.56x (AVX2) to 2.01x (AMD EPYC) as fast (``bench/train_speed.py``).
+    1.56x (AVX2) to 2.01x (AMD EPYC) as fast, 1.79x on an Intel Xeon with
+    AVX-512 and AMX (``bench/train_speed.py``).
     ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment still turns them off. Only
     the training process uses them: see :func:`_cpu_graph_options` for what
     they cost inference.
