@@ -151,6 +151,35 @@ def test_versus_reference_flags_a_loss_beyond_the_tolerance() -> None:
     assert lossy["max_detections"] == 8
 
 
+def test_the_written_reference_scores_exactly_as_the_detections_it_came_from(tmp_path) -> None:
+    """Near-equal scores on two images: written rounded, the false one would tie and be matched first."""
+    import json
+
+    from artdet.evaluate.reports import write_detections
+
+    truth = [
+        {"id": 1, "width": 100, "height": 100, "boxes": []},
+        {"id": 2, "width": 100, "height": 100, "boxes": [(1, 10, 10, 50, 50)]},
+    ]
+    found = [[(1, 0.5000012, (60.004, 60.0, 90.0, 90.0))], [(1, 0.5000038, (10.0, 10.003, 50.0, 50.0))]]
+    write_detections([{"name": "a.jpg"}, {"name": "b.jpg"}], found, tmp_path / "detections.json")
+    rows = {r["image"]: r["detections"] for r in json.loads((tmp_path / "detections.json").read_text())}
+    back = [[(c, s, tuple(b)) for c, s, b in rows[name]] for name in ("a.jpg", "b.jpg")]
+    assert back == found
+
+    def ap(detections: list) -> float:
+        predictions = [
+            {"image_id": i, "class_id": c, "score": s, "box": b}
+            for i, dets in enumerate(detections, start=1)
+            for c, s, b in dets
+        ]
+        return coco_metrics(truth, predictions, {1: "portrait"})[0]["AP50"]
+
+    assert ap(back) == ap(found) == pytest.approx(1.0)
+    rounded = [[(c, round(s, 5), b) for c, s, b in dets] for dets in found]
+    assert ap(rounded) < 0.9, "the case must tell rounding from full precision"
+
+
 def test_evaluation_defaults_match_the_schema() -> None:
     import yaml
 

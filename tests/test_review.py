@@ -112,7 +112,7 @@ def test_folds_follow_the_source_path_alone() -> None:
 
 
 @pytest.mark.slow
-def test_a_swapped_label_on_real_predictions_is_ranked_first(workflow_run: Path) -> None:
+def test_a_swapped_label_on_real_predictions_is_the_first_doubt_on_a_label(workflow_run: Path) -> None:
     """The trained model never saw the test split: its predictions there are held out."""
     from artdet.evaluate.review_outputs import fold_images, predict
 
@@ -138,17 +138,22 @@ def test_a_swapped_label_on_real_predictions_is_ranked_first(workflow_run: Path)
     image, label = max(((i, lab) for i in images for lab in i.labels), key=lambda pair: support(*pair))
     wrong = next(c for c in classes if c != label[1])
 
-    # A model trained for a minute misses some true boxes, which then look like boxes on nothing:
-    # the swap must come among the first few, named as a swap, with the right class to rename to.
-    # The default scorer's promise (cleanlab's swap score, the other choice, is measured by
-    # bench/review.py and ranks this swap lower on a set this small).
+    # A model trained for a minute misses some true boxes (they look like boxes on nothing) and is
+    # sure of some boxes no one labelled (missing-box doubts, ranked with the others): the swap must
+    # be the most suspicious doubt on a label (level with any other, ties go by name), named as a
+    # swap, with the right class to rename to. The default scorer's promise (cleanlab's swap score,
+    # the other choice, is measured by bench/review.py and ranks this swap lower on a set this small).
+    def first_doubts_on_labels(ranked: list) -> list:
+        on_labels = [i for i in ranked if i.object is not None]
+        return [i for i in on_labels if i.suspicion == on_labels[0].suspicion]
+
     for scorer in SCORERS[:1]:
-        clean = rank_issues(copy.deepcopy(images), classes, scorer)
-        assert (image.source, label[0]) not in {(i.image, i.object) for i in clean[:3]}, scorer
+        clean = first_doubts_on_labels(rank_issues(copy.deepcopy(images), classes, scorer))
+        assert (image.source, label[0]) not in {(i.image, i.object) for i in clean}, scorer
         swapped = copy.deepcopy(images)
         target = next(i for i in swapped if i.source == image.source)
         target.labels = [(i, wrong if i == label[0] else n, b) for i, n, b in target.labels]
-        top = rank_issues(swapped, classes, scorer)[:3]
+        top = first_doubts_on_labels(rank_issues(swapped, classes, scorer))
         hit = [i for i in top if (i.image, i.object) == (image.source, label[0])]
         assert hit and hit[0].kind == "class" and hit[0].suggested_class == label[1], (scorer, top)
 

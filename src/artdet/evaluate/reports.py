@@ -107,9 +107,13 @@ def write_per_class_csv(rows: list[dict], out: Path) -> None:
 
 
 def write_detections(images: list[dict], found: list, out: Path) -> None:
-    """Every detection per image, rounded: the reference an export is compared with."""
+    """Every detection per image at full precision: the reference an export is compared with.
+
+    Read back, it must score exactly as the SavedModel did: rounded scores tie near-equal
+    detections, and pycocotools then matches them in another order (another AP).
+    """
     rows = [
-        {"image": im["name"], "detections": [[c, round(s, 5), [round(v, 2) for v in b]] for c, s, b in f]}
+        {"image": im["name"], "detections": [[int(c), float(s), [float(v) for v in b]] for c, s, b in f]}
         for im, f in zip(images, found, strict=True)
     ]
     out.write_text(json.dumps(rows) + "\n")
