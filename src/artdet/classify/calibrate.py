@@ -142,6 +142,8 @@ def choose_threshold(
     """
     if not len(unseen):
         return {"unknown_threshold": 0.0, "rule": "0: no unseen pictures to separate from"}
+    if not len(known):  # nothing held out to keep: the same answer as when the check kept none
+        return {"unknown_threshold": 0.0, "rule": "0: no held-out known picture to keep", "novelty_part": None}
     base = float(np.mean(known_pass)) if len(known_pass) else 0.0
     thresholds = _candidates(known, lowest=0.0)
     options: list[tuple[str | None, np.ndarray, np.ndarray, np.ndarray]] = [
