@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import subprocess
+import tokenize
 
 import yaml
 
@@ -77,7 +79,10 @@ def meaning(path: str, text: str | None) -> object:
     brought up to date without marking every section that measured the file STALE.
 
     Python is compared as its syntax tree without docstrings (comments are not in it), YAML as the data
-    it loads, and any other file (Snakefile, rules) as its lines without blank and whole-line comments.
+    it loads, and Snakefile and rules as their Python tokens without comments (Snakemake's syntax is not
+    Python's grammar but is made of its tokens, so a ``#`` inside a shell string stays code); any other
+    file as its lines without blank and whole-line comments. A docstring a program reads at run time
+    (``__doc__`` as argparse's help) counts as a comment: it changes the help, not a figure.
     """
     if text is None:
         return None
@@ -102,6 +107,15 @@ def meaning(path: str, text: str | None) -> object:
             return yaml.safe_load(text)
         except yaml.YAMLError:
             return text
+    if path.endswith(".smk") or path.rsplit("/", 1)[-1] == "Snakefile":
+        try:
+            return [
+                (token.type, token.string)
+                for token in tokenize.generate_tokens(io.StringIO(text).readline)
+                if token.type not in (tokenize.COMMENT, tokenize.NL)
+            ]
+        except (tokenize.TokenError, SyntaxError):
+            pass
     return [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 

@@ -44,6 +44,19 @@ def speed(images: int, seconds: float) -> float:
             "rule train:\n    shell: 'artdet train --fast'\n",
             False,
         ),
+        (
+            "rules/train.smk",
+            "rule train:\n    shell: 'artdet train'  # one job\n",
+            "rule train:\n    shell: 'artdet train'\n",
+            True,
+        ),
+        (
+            "rules/train.smk",
+            'rule train:\n    params:\n        header="""\n# images: 40\n""",\n',
+            'rule train:\n    params:\n        header="""\n# images: 80\n""",\n',
+            False,
+        ),
+        ("Snakefile", "include: 'rules/a.smk'\n", "include: 'rules/b.smk'\n", False),
         ("a.py", None, CODE, False),
     ],
 )
