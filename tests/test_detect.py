@@ -131,6 +131,14 @@ def _assert_float_score_head(tflite: Path, scores: list[float]) -> None:
     assert len(set(scores)) >= 0.9 * len(scores), f"{len(set(scores))} distinct scores in {len(scores)}"
 
 
+def _outranked(detection: tuple, detections: list[tuple]) -> bool:
+    """Whether a higher score of another class sits on the same box (IoU >= 0.5): a second guess."""
+    from artdet.data.geometry import iou_matrix
+
+    rivals = [d for d in detections if d[0] != detection[0] and d[1] > detection[1]]
+    return bool(rivals) and iou_matrix([detection[2]], [d[2] for d in rivals]).max() >= 0.5
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "float16", "int8"])
 def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path: Path, precision: str) -> None:
@@ -169,8 +177,17 @@ def test_tflite_model_agrees_with_the_saved_model(trained_model: Path, tmp_path:
         image = np.asarray(Image.open(path))
         reference.append([(d.class_id, d.score, d.box) for d in saved(image)])
         other.append([(d.class_id, d.score, d.box) for d in lite(image)])
-    result = found_share(reference, other, min_score=0.1)  # every class, second guesses included
-    assert result["reference_detections"] > 30 and result["share"] >= 0.9, result
+    # Each box's best guess is found. The second guesses (another class on the same painting) are
+    # kept too, with that box's score for the class: the op's NMS is class-agnostic, so the anchor it
+    # keeps is the best one for the first class, where the SavedModel's per-class NMS keeps the best
+    # anchor for each class. Some of a briefly trained model's second guesses then fall below the
+    # margin; with one class per box hardly any would be found.
+    best = [[d for d in dets if not _outranked(d, dets)] for dets in reference]
+    second = [[d for d in dets if _outranked(d, dets)] for dets in reference]
+    first_guesses = found_share(best, other, min_score=0.1)
+    second_guesses = found_share(second, other, min_score=0.1)
+    assert first_guesses["reference_detections"] > 30 and first_guesses["share"] >= 0.98, first_guesses
+    assert second_guesses["reference_detections"] > 30 and second_guesses["share"] >= 0.7, second_guesses
     tf_lite = Detector(tflite, tflite_runtime="tensorflow")
     for path in sorted(photos.glob("*.jpg"))[:12]:
         image = np.asarray(Image.open(path))
