@@ -151,7 +151,7 @@ def fit_anchors(
     rounded down to a half). They move no further because each halving of
     ``anchor_size`` sends every box one feature level coarser: centring the
     span on chess pieces of 22-43 px (``anchor_size`` 1) put them on strides
-    16-32 and cut the val AP50 at 600 steps from 0.89 (2.5) to 0.32
+    16-32 and cut the val AP50 at 600 steps from 0.83 (2.5) to 0.42
     (``bench/anchors.py``). Likewise, when the 95th
     percentile is above the largest anchor by more than sqrt 2, they grow
     only as far as those boxes need. When the same percentiles of the aspect
